@@ -147,7 +147,7 @@ def classify(
     on its shard of every global batch.
     """
     from normbook.data import load_dataset
-    from normbook.models import build_model
+    from normbook.models import build_model, training_callbacks
     from normbook.train import fit
 
     validate_classify(config)
@@ -157,13 +157,23 @@ def classify(
     model_name, model_options = _named(_section(config, "model"), "model")
     torch.manual_seed(seed)  # model initialisation depends on the run's seed
     model = build_model(model_name, num_classes=data.num_classes, **model_options)
+    callbacks = training_callbacks(model)  # e.g. MimicNorm's weight mean after every step
     context = distributed.current()
     if context is not None:
         model = distributed.wrap_model(model, context)
         data = distributed.ShardedDataset(data, context.rank, context.world_size)
         if run_dir is not None and context.world_size > 1:
             run_dir = run_dir / f"rank{context.rank}"
-    history = fit(model, data, train, seed=seed, device=device, run_dir=run_dir, progress=progress)
+    history = fit(
+        model,
+        data,
+        train,
+        seed=seed,
+        device=device,
+        run_dir=run_dir,
+        callbacks=callbacks,
+        progress=progress,
+    )
     return {
         "history": history,
         "metrics": classification_metrics(history.final_metrics()),

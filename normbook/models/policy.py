@@ -16,7 +16,9 @@ order. Model-level norm names (issue "Models", PAPERS.md):
 ``normprop1/2/3``         NormProp conv/linear layers (NP-EQ); variant 1 uses the NormProp ReLU; BN on
                           the identity path where the spatial size drops (Shang et al. footnote 2)
 ``mimic``                 no BN except :class:`~normbook.layers.LastBatchNorm` on the logits, learnable
-                          residual scales 1.2^L/k, N(0, gain/fan_in) init; weight mean during training
+                          residual scales 1.2^L/k, N(0, gain/fan_in) init; weight mean at init and,
+                          through :func:`training_callbacks`, after every step (``weight_mean=False``
+                          / ``last_bn=False`` switch a part off: MN-T2)
 ``fixup``                 no normalization; Fixup init (Zhang et al. 2019): scalar biases, a scalar
                           multiplier per branch, zero last layer per branch and zero classifier
 ========================  =============================================================================
@@ -34,11 +36,13 @@ from normbook.layers import (
     NormPropConv2d,
     NormPropLinear,
     ResidualScale,
+    WeightMean,
     act_channel_multiplier,
     create_act_layer,
     create_norm_layer,
     mimic_init_,
     mimic_residual_init,
+    weight_mean_,
 )
 
 MODEL_NORMS: tuple[str, ...] = (
@@ -55,6 +59,8 @@ MODEL_NORMS: tuple[str, ...] = (
     "mimic",
     "fixup",
 )
+MIMIC_OPTIONS = ("weight_mean", "last_bn")  # MN-T2 ablation: switch either part of MimicNorm off
+WEIGHT_MEAN_MIN_FAN_IN = 50  # official code: only convs with in·kh·kw/groups > 50 (PAPERS.md MN)
 MODEL_ACTS: tuple[str, ...] = ("relu", "crelu", "elu")
 INITS: tuple[str, ...] = ("he", "xavier", "mimic", "fixup")
 NORMPROP = {"normprop1": 1, "normprop2": 2, "normprop3": 3}
@@ -129,6 +135,14 @@ class NormPolicy:
             raise ValueError(f"{family}: init must be one of {', '.join(INITS)}, got {init!r}")
         if (init == "fixup") != (norm == "fixup"):
             raise ValueError(f"{family}: init='fixup' goes with norm='fixup' (and only with it)")
+        mimic_options = {k: norm_kwargs.pop(k) for k in MIMIC_OPTIONS if k in norm_kwargs}
+        if mimic_options and norm != "mimic":
+            raise ValueError(
+                f"{family}: {', '.join(sorted(mimic_options))} only apply to norm='mimic'"
+            )
+        for key, value in mimic_options.items():
+            if not isinstance(value, bool):
+                raise ValueError(f"{family}: {key} must be True or False, got {value!r}")
         if norm_kwargs and norm in _NO_LAYER_KWARGS:
             raise ValueError(
                 f"{family}: norm={norm!r} has no normalization layer to take"
@@ -136,6 +150,8 @@ class NormPolicy:
             )
         self.family, self.norm_name, self.act_name, self.init = family, norm, act, init
         self.norm_kwargs = norm_kwargs
+        self.weight_mean = norm == "mimic" and mimic_options.get("weight_mean", True)
+        self.last_bn = norm == "mimic" and mimic_options.get("last_bn", True)
         self._norms_built = 0
 
     # -- what the policy is ---------------------------------------------------------------------
@@ -254,7 +270,7 @@ class NormPolicy:
 
     def head_norm(self, num_classes: int) -> nn.Module:
         """MimicNorm's last BN on the logits (affine-free BatchNorm1d); identity otherwise."""
-        return LastBatchNorm(num_classes) if self.is_mimic else nn.Identity()
+        return LastBatchNorm(num_classes) if self.last_bn else nn.Identity()
 
     # -- initialisation -------------------------------------------------------------------------
     def initialize(self, model: nn.Module, *, mimic_gain: float = 2.0) -> nn.Module:
@@ -264,8 +280,12 @@ class NormPolicy:
         layers; xavier: Xavier normal, zero biases; mimic: N(0, gain/fan_in) convs (MimicNorm; VGG
         uses ``mimic_gain=2.8``); fixup: :func:`fixup_init_`. Norm layers keep γ=1, β=0.
         """
+        if self.weight_mean:  # MimicNorm: weight mean at init and after every step
+            model.weight_mean_min_fan_in = WEIGHT_MEAN_MIN_FAN_IN
         if self.init == "mimic":
             mimic_init_(model, gain=mimic_gain)
+            if self.weight_mean:
+                weight_mean_(model, WEIGHT_MEAN_MIN_FAN_IN)
             return model
         for module in model.modules():
             if isinstance(module, nn.Conv2d):
@@ -281,7 +301,17 @@ class NormPolicy:
                     nn.init.zeros_(module.bias)
         if self.init == "fixup":
             fixup_init_(model)
+        if self.weight_mean:
+            weight_mean_(model, WEIGHT_MEAN_MIN_FAN_IN)
         return model
+
+
+def training_callbacks(model: nn.Module) -> list[WeightMean]:
+    """Callbacks a model needs during training: MimicNorm's weight-mean projection after every
+    optimizer step for models built with ``norm="mimic"`` (unwraps DDP's ``.module``)."""
+    inner = getattr(model, "module", model)
+    min_fan_in = getattr(inner, "weight_mean_min_fan_in", None)
+    return [WeightMean(inner, min_fan_in)] if min_fan_in is not None else []
 
 
 def residual_blocks(model: nn.Module) -> list[ResidualBlock]:
@@ -362,5 +392,6 @@ __all__ = [
     "count_parameters",
     "fixup_init_",
     "residual_blocks",
+    "training_callbacks",
     "stage_widths",
 ]

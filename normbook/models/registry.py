@@ -72,6 +72,11 @@ def build_model(name: str, num_classes: int, **options) -> nn.Module:
     return builder(num_classes, **options)
 
 
+def _common_options(info: ModelInfo) -> str:
+    """Options every image family takes (``in_channels``: 1 for the digits images, 3 for RGB)."""
+    return "in_channels (default 3)" if len(info.input_shape) == 3 else ""
+
+
 def describe_models() -> list[dict[str, str]]:
     """One row per registered family: name, summary, norms, activations, input, options."""
     rows = []
@@ -86,7 +91,7 @@ def describe_models() -> list[dict[str, str]]:
                 "norm": ", ".join(info.norms),
                 "act": ", ".join(info.acts),
                 "input": "×".join(str(d) for d in info.input_shape),
-                "options": info.options,
+                "options": ", ".join(filter(None, (info.options, _common_options(info)))),
             }
         )
     return rows
