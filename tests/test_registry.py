@@ -22,6 +22,7 @@ from normbook.experiments.tasks import (
     validate_config,
 )
 from normbook.experiments.testing import echo_entry
+from normbook.train.config import train_defaults
 
 BASE = {"task": "echo", "value": 0.5, "step": 0.0, "fail": False, "diverge": False}
 
@@ -102,7 +103,7 @@ def test_resolve_substitutes_knobs_at_dotted_paths_and_returns_fresh_dicts():
     assert config == {
         "task": "echo",
         "model": {"norm": "none", "hidden": [8]},
-        "train": {"lr": 0.1},
+        "train": {**train_defaults(), "lr": 0.1},  # defaults are part of the resolved config
     }
     config["model"]["hidden"].append(16)
     assert entry.resolve("smoke", points[1])["model"]["hidden"] == [8]
@@ -221,3 +222,16 @@ def test_classify_validation_names_the_problem(change, message):
     )
     with pytest.raises(ConfigError, match=message):
         validate_config({**config, **change})
+
+
+def test_a_changed_train_default_changes_the_config_hash(monkeypatch):
+    """Records that relied on a default go stale when it changes (the hash covers the defaults)."""
+    import normbook.train.config as train_config
+
+    entry = _entry(scales={"smoke": ScaleSpec(config={"task": "echo", "train": {"lr": 1}})})
+    before = config_hash(entry.resolve("smoke"))
+    defaults = train_config.train_defaults()
+    monkeypatch.setattr(
+        train_config, "train_defaults", lambda: {**defaults, "drop_last": not defaults["drop_last"]}
+    )
+    assert config_hash(entry.resolve("smoke")) != before

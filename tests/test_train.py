@@ -205,7 +205,12 @@ def test_train_loss_and_accuracy_are_epoch_means(digits_small):
         x, y = state.batch
         losses.append(float(state.loss))
 
-    history = fit(mlp(), digits_small, TrainConfig(epochs=1, batch_size=100), callbacks=[record])
+    history = fit(
+        mlp(),
+        digits_small,
+        TrainConfig(epochs=1, batch_size=100, drop_last=False),
+        callbacks=[record],
+    )
     assert len(losses) == 3  # 100 + 100 + 56
     assert history.train_loss[0] == pytest.approx(sum(losses) / 3, rel=1e-6)
     assert 0 <= history.train_acc[0] <= 1 and history.grad_norm[0] > 0
@@ -404,3 +409,16 @@ def test_finished_run_dir_returns_its_history_without_training(digits_small, tmp
     with pytest.raises(ValueError, match="other data"):
         fit(mlp(), load_dataset("digits", subset=200), config, run_dir=tmp_path)
     assert not math.isnan(first.train_loss[-1])
+
+
+def test_last_incomplete_batch_is_dropped_by_default_and_an_empty_epoch_is_refused():
+    """A batch of a few samples would give noise statistics (and a DBN group with m < k_G a
+    1/sqrt(eps) running whitening): fit skips it, and refuses a batch larger than the data."""
+
+    data = load_dataset("digits", variant="flat")
+    assert TrainConfig(epochs=1).drop_last is True
+    n = data.num_train
+    assert data.num_batches(64, drop_last=True) == n // 64
+    with pytest.raises(ValueError, match="batch_size .* exceeds"):
+        data.num_batches(n + 1, drop_last=True)
+    assert data.num_batches(n + 1, drop_last=False) == 1

@@ -198,6 +198,12 @@ class Dataset(abc.ABC):
         n = self.num_train
         if batch_size is None:
             return 1
+        if drop_last and batch_size > n:
+            raise ValueError(
+                f"batch_size {batch_size} exceeds the {n} training samples: with drop_last=True"
+                " an epoch would have no batch (use a smaller batch, batch_size=None for full"
+                " batch, or drop_last=False)"
+            )
         return n // batch_size if drop_last else math.ceil(n / batch_size)
 
     def make_generator(self, seed: int) -> torch.Generator:

@@ -230,7 +230,8 @@ class Experiment:
         return self.scale(scale).points()
 
     def resolve(self, scale: str, point: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """The resolved configuration of ``point`` at ``scale``: base with knob values substituted.
+        """The resolved configuration of ``point`` at ``scale``: base with knob values substituted
+        and the ``train`` section completed with :func:`~normbook.train.config.train_defaults`.
 
         ``point`` must name exactly the grid's knobs (no point: the base, only if there is no grid).
         """
@@ -245,6 +246,10 @@ class Experiment:
         config = thaw(spec.config)
         for path, value in point.items():
             set_path(config, path, value, where=where)
+        if isinstance(config.get("train"), dict):  # the defaults a run relies on are in its hash
+            from normbook.train.config import train_defaults
+
+            config["train"] = {**train_defaults(), **config["train"]}
         return config
 
     def select_points(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw")
@@ -49,7 +49,10 @@ class TrainConfig:
     with ``warmup_epochs=2``), ``step`` every ``step_size`` epochs (ImageNet /10 every 30),
     ``halving`` halves every ``step_size`` epochs (``gamma`` unused). Warm-up is linear per step.
     ``amp="auto"`` and ``channels_last="auto"`` switch on bf16 autocast and channels-last memory
-    on CUDA only. ``deterministic`` applies on the CPU.
+    on CUDA only. ``deterministic`` applies on the CPU. ``drop_last`` (default) skips each epoch's
+    last incomplete batch, a different one every epoch since batches are reshuffled: a batch of
+    a few samples gives batch statistics that are noise, and a DBN group with fewer samples than
+    channels would write a rank-deficient (1/√eps-gain) whitening into the running average.
     """
 
     epochs: int
@@ -75,7 +78,7 @@ class TrainConfig:
     eval_batch_size: int = 1024
     deterministic: bool = True
     checkpoint_every: int = 1
-    drop_last: bool = False
+    drop_last: bool = True
 
     def __post_init__(self) -> None:
         _check_int(self.epochs, "epochs", 1)
@@ -156,3 +159,16 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}")
         return cls(**data)
+
+
+def train_defaults() -> dict[str, Any]:
+    """Every :class:`TrainConfig` field that has a default, as JSON values (tuples as lists).
+
+    Experiment configurations are resolved over these, so that a record's config hash covers the
+    defaults it ran with: changing a default makes the records that relied on it stale.
+    """
+    return {
+        f.name: list(f.default) if isinstance(f.default, tuple) else f.default
+        for f in fields(TrainConfig)
+        if f.default is not MISSING
+    }
