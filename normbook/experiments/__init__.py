@@ -30,6 +30,8 @@ _EXPORTS: dict[str, str] = {
     "register_task": "tasks",
     "list_tasks": "tasks",
     "validate_config": "tasks",
+    "register_measure": "measures",
+    "list_measures": "measures",
     "run": "runner",
     "RunOutcome": "runner",
     "ResultsError": "store",

@@ -191,7 +191,8 @@ def load_curves(
     """Per-epoch curves of every grid point, averaged over seeds (for slider figures).
 
     One row per point × epoch: the knobs, ``epoch``, ``<m>_mean``, ``<m>_std``, ``<m>_n`` for
-    each history field in ``metrics``, and ``stale``. Points with no record have no rows.
+    each history field in ``metrics`` (or value logged per epoch in ``history.extras``), and
+    ``stale``. Points with no record have no rows.
     """
     entry = get_experiment(entry_id, registry)
     scale = resolve_scale(scale)
@@ -201,7 +202,8 @@ def load_curves(
         for record in records:
             if record["status"] not in AGGREGATED_STATUSES:
                 continue
-            history = record["history"]
+            # per-epoch values logged by callbacks (history.extras) are curves like any other
+            history = {**record["history"].get("extras", {}), **record["history"]}
             if not history.get("epoch"):  # diverged before its first epoch ended: no curve
                 continue
             missing = [m for m in metrics if m not in history]

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from normbook.experiments import distributed
+from normbook.experiments.measures import build_measures, check_measures
 from normbook.experiments.spec import ConfigError
 
 TaskFn = Callable[..., dict[str, Any]]
@@ -71,7 +72,7 @@ def validate_config(config: Mapping[str, Any]) -> None:
 
 
 # -- classify ----------------------------------------------------------------------------------
-CLASSIFY_KEYS: frozenset[str] = frozenset({"task", "model", "data", "train", "ddp"})
+CLASSIFY_KEYS: frozenset[str] = frozenset({"task", "model", "data", "train", "ddp", "measure"})
 PRIVATE_KEYS: frozenset[str] = frozenset({"root"})  # local paths may hold user names
 
 
@@ -121,6 +122,7 @@ def validate_classify(config: Mapping[str, Any]) -> None:
             f"classify: unknown dataset {data!r}; datasets: {', '.join(list_datasets())}"
         )
     train_config(config)
+    check_measures(config.get("measure", {}))
 
 
 def classification_metrics(final: Mapping[str, Any]) -> dict[str, Any]:
@@ -143,8 +145,9 @@ def classify(
 ) -> dict[str, Any]:
     """Build the model, load the dataset, ``fit`` with the ``TrainConfig``; history and metrics.
 
-    Under ``torchrun`` (``normbook run --ddp``) the model is wrapped in DDP and each rank trains
-    on its shard of every global batch.
+    ``config["measure"]`` adds the registered measurements of :mod:`normbook.experiments.measures`
+    (values per epoch in ``history.extras``). Under ``torchrun`` (``normbook run --ddp``) the model
+    is wrapped in DDP and each rank trains on its shard of every global batch.
     """
     from normbook.data import load_dataset
     from normbook.models import build_model, training_callbacks
@@ -158,6 +161,7 @@ def classify(
     torch.manual_seed(seed)  # model initialisation depends on the run's seed
     model = build_model(model_name, num_classes=data.num_classes, **model_options)
     callbacks = training_callbacks(model)  # e.g. MimicNorm's weight mean after every step
+    callbacks += build_measures(config.get("measure", {}), model, data)  # logged per epoch
     context = distributed.current()
     if context is not None:
         model = distributed.wrap_model(model, context)
