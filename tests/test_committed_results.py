@@ -43,3 +43,20 @@ def test_every_file_in_the_store_is_a_record():
         if p.is_file() and p not in records and p.name not in ("README.md", ".gitkeep")
     ]
     assert not stray, "files in results/ that are not records:\n" + "\n".join(stray)
+
+
+def test_every_small_grid_is_committed():
+    """The book's static twins and reduced tables read `results/small/`: every grid point × seed
+    of every entry's `small` scale has a fresh committed record, so no build computes one."""
+    from normbook.experiments.registry import default_registry
+    from normbook.experiments.results import cache_status
+
+    incomplete = []
+    for entry in default_registry():
+        if "small" not in entry.scales:
+            continue
+        status = cache_status(entry, "small", COMMITTED)
+        done, expected = status.rstrip("!").split("/")
+        if status.endswith("!") or done != expected:
+            incomplete.append(f"{entry.id}: {status}  -> normbook run {entry.id} --scale small")
+    assert not incomplete, "small grids missing from results/:\n" + "\n".join(incomplete)
