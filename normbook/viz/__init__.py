@@ -6,7 +6,7 @@ Importing :mod:`normbook.viz` selects the book's plotly renderer and theme.
 from normbook.viz.figures import slider_figure
 from normbook.viz.panels import LivePanel, live_panel, select_slider
 from normbook.viz.render import BookRenderer, setup_plotly
-from normbook.viz.tables import results_frame, results_table
+from normbook.viz.tables import html_table, reproduction_table, results_frame, results_table
 
 setup_plotly()
 
@@ -16,6 +16,8 @@ __all__ = [
     "live_panel",
     "results_frame",
     "results_table",
+    "html_table",
+    "reproduction_table",
     "select_slider",
     "setup_plotly",
     "slider_figure",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import math
 import os
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pandas as pd
@@ -83,18 +84,68 @@ def results_table(
         f"ours: {metric}{unit} at {scale}",
         "run / command",
     ]
+    return html_table(header, frame.itertuples(index=False), code_columns=(len(header) - 1,))
+
+
+def html_table(
+    header: Sequence[str], rows: Iterable[Sequence[Any]], *, code_columns: Sequence[int] = ()
+) -> HTML:
+    """An escaped HTML table (class ``normbook-results``); cells of ``code_columns`` (indices) are
+    set as code (commands, commits)."""
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join(
         "<tr>"
         + "".join(
             f"<td><code>{html.escape(str(v))}</code></td>"
-            if i == len(row) - 1
+            if i in code_columns
             else f"<td>{html.escape(str(v))}</td>"
             for i, v in enumerate(row)
         )
         + "</tr>"
-        for row in frame.itertuples(index=False)
+        for row in rows
     )
     return HTML(
         f'<table class="table normbook-results"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
     )
+
+
+def reproduction_table(
+    part: str, scale: str = "full", *, root: str | os.PathLike | None = None
+) -> HTML:
+    """The "Reproducing this part at full scale" table of book part ``part``: each entry's runs,
+    images and GPU-hour estimate from GPU bench records (or the bench command when there is none)."""
+    from normbook.experiments.plan import reproduction_plan
+
+    plan = reproduction_plan(part, scale, root=root)
+
+    def fmt(value: Any, spec: str) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "—"
+        return format(value, spec)
+
+    rows = [
+        (
+            r["id"],
+            r["artifact"],
+            r["dataset"],
+            r["epochs"],
+            r["runs"],
+            fmt(r["images per run"], ","),
+            fmt(r["GPU images/s"], ",.0f"),
+            fmt(r["GPU-hours (all runs)"], ".1f"),
+            r["estimate from"],
+        )
+        for r in plan.to_dict("records")
+    ]
+    header = [
+        "entry",
+        "artifact",
+        "dataset",
+        "epochs",
+        "runs (points × seeds)",
+        "images per run",
+        "GPU images/s",
+        "GPU-hours, all runs",
+        "estimate from",
+    ]
+    return html_table(header, rows, code_columns=(0, len(header) - 1))
