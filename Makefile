@@ -17,7 +17,9 @@ HTML_MANAGER := @jupyter-widgets/html-manager@1.0.15
 CHROMIUM ?= /usr/bin/chromium
 JOBS ?= 2
 BOOK_HTML := _build/html/index.html
-JB_FLAGS := -W -n --keep-going
+# --all: Sphinx otherwise reuses the doctrees of unchanged notebooks (not re-executed, and their
+# earlier errors not reported again), whatever changed in the package
+JB_FLAGS := -W -n --keep-going --all
 
 .PHONY: help setup vendor browser book book-smoke test test-unit test-notebooks test-browser lab lint clean
 

@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 pytestmark = pytest.mark.browser
 
@@ -95,7 +96,13 @@ def open_page(browser, server: str, page_path: str):
     page.on("requestfailed", on_failed)
     page.on("response", on_response)
     page.goto(f"{server}/{page_path}", wait_until="load")
-    page.wait_for_timeout(1500)  # let plotly and the widget manager render
+    # let plotly and the widget manager render: wait until every figure and widget view is drawn
+    # (a loaded CI machine can take seconds), then give late errors a moment to surface
+    try:
+        page.wait_for_function(RENDERED, timeout=RENDER_TIMEOUT_MS)
+    except PlaywrightTimeout:
+        pass  # the checks below say which figure or widget is missing
+    page.wait_for_timeout(500)
     return page, errors, failed
 
 
@@ -115,6 +122,11 @@ WIDGET_STATE = """() => {
     return {rendered: rendered !== null, height: box ? box.height : 0};
   });
 }"""
+
+
+RENDER_TIMEOUT_MS = 20_000
+RENDERED = f"""() => ({FIGURE_STATE})().every(f => f.drawn)
+                  && ({WIDGET_STATE})().every(w => w.rendered && w.height > 0)"""
 
 
 @pytest.mark.parametrize("page_path", book_pages() or ["index.html"])
