@@ -16,7 +16,7 @@ import torch
 
 from normbook.config import default_device
 from normbook.experiments.registry import get_experiment
-from normbook.experiments.results import curve_stats
+from normbook.experiments.results import curve_stats, history_columns
 from normbook.experiments.runner import execute, seed_list
 
 
@@ -44,5 +44,5 @@ def live_curves(
             record = execute(entry, scale, point, seed, device=device, run_dir=None, progress=False)
             if record["status"] == "failed":
                 raise RuntimeError(f"{entry_id} {point} seed {seed} failed: {record.get('error')}")
-            runs.append((point, record["history"]))
+            runs.append((point, history_columns(record["history"])))
     return curve_stats(runs, knobs, metrics)

@@ -202,8 +202,7 @@ def load_curves(
         for record in records:
             if record["status"] not in AGGREGATED_STATUSES:
                 continue
-            # per-epoch values logged by callbacks (history.extras) are curves like any other
-            history = {**record["history"].get("extras", {}), **record["history"]}
+            history = history_columns(record["history"])
             if not history.get("epoch"):  # diverged before its first epoch ended: no curve
                 continue
             missing = [m for m in metrics if m not in history]
@@ -213,6 +212,12 @@ def load_curves(
                 )
             runs.append(({**point, "stale": is_stale}, history))
     return curve_stats(runs, knobs, metrics, extra={"stale": "any"})
+
+
+def history_columns(history: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's history with the per-epoch values logged by callbacks (``history["extras"]``,
+    e.g. measurements) beside the loop's own columns, so that curves can be drawn from either."""
+    return {**history.get("extras", {}), **history}
 
 
 def curve_stats(
