@@ -186,7 +186,7 @@ def test_fixup_biases_and_zero_branch_ends():
         ({"depth": True}, "depth"),
         ({"stem": "tiny"}, "stem must be one of imagenet, cifar"),
         ({"width_multiplier": 0}, "width_multiplier"),
-        ({"norm": "ic"}, "norm"),
+        ({"norm": "ic", "unit": "baseline"}, "norm"),  # IC layers need an IC unit (IC-F5)
         ({"norm": "normprop1"}, "norm"),
         ({"act": "tanh"}, "act"),
     ],

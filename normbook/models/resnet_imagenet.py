@@ -34,6 +34,13 @@ that accumulates nothing; the paper's text does not say). That scalar is built h
 Fixup (Zhang et al. 2019): scalar biases before every branch conv and activation and after the
 branch multiplier (:class:`~normbook.models.resnet_cifar.LayerSequence`), one before the fc; the
 projection shortcut is a bare 1×1 conv.
+
+IC units (Chen et al. 2019, PAPERS.md IC-F5: ResNet-50 with ReLU-IC-Conv on ImageNet): ``unit``
+and ``norm="ic"`` place IC layers exactly as :mod:`normbook.models.resnet_cifar` does (same
+per-conv orders, stem and final layers, same validation; see its docstring for our reading of the
+paper's Fig. 3): the stem is the 7×7 conv followed by the part of the unit's order that comes after
+a conv, then the max-pool; the blocks keep a clean identity path; ① ends with ReLU + IC and ② with
+IC before pooling. The parameter count equals the baseline's.
 """
 
 from __future__ import annotations
@@ -46,7 +53,15 @@ import torch.nn as nn
 from normbook.layers import ResidualScale, mimic_residual_init
 from normbook.models.policy import NormPolicy, ResidualBlock, check_int_option, stage_widths
 from normbook.models.registry import ModelInfo, register_model
-from normbook.models.resnet_cifar import LayerSequence, path_act
+from normbook.models.resnet_cifar import (
+    _FINAL,
+    _LAYER_ORDER,
+    _STEM,
+    IC_UNITS,
+    UNITS,
+    LayerSequence,
+    path_act,
+)
 
 FAMILY = "resnet_imagenet"
 STEMS: tuple[str, ...] = ("imagenet", "cifar")
@@ -61,6 +76,7 @@ NORMS: tuple[str, ...] = (
     "normprop3",
     "mimic",
     "fixup",
+    "ic",
 )
 ACTS: tuple[str, ...] = ("relu", "crelu", "elu")
 STAGE_WIDTHS: tuple[int, ...] = (64, 128, 256, 512)
@@ -105,6 +121,7 @@ class ResNetBlock(ResidualBlock):
         *,
         bottleneck: bool,
         block_index: int,
+        order: str = "baseline",
     ) -> None:
         super().__init__()
         out_channels = width * BOTTLENECK_EXPANSION if bottleneck else width
@@ -113,11 +130,15 @@ class ResNetBlock(ResidualBlock):
             if bottleneck
             else [(width, 3, stride), (out_channels, 3, 1)]
         )
-        # Conv-Norm-Act per conv; the last activation comes after the addition
-        tokens = [t for _ in convs for t in ("conv", "norm", "act")][:-1]
+        # the unit's order per conv (baseline: Conv-Norm-Act, the last activation after the addition)
+        tokens = [t for _ in convs for t in _LAYER_ORDER[order]]
+        post_add_act = order == "baseline"
+        if post_add_act:
+            tokens = tokens[:-1]
         branch = LayerSequence(policy, in_channels).build(tokens, convs)
         branch.add("scale", policy.branch_scale(block_index, len(convs)))
-        branch.add("bias", policy.scalar_bias())  # Fixup: bias before the post-addition act
+        if post_add_act:
+            branch.add("bias", policy.scalar_bias())  # Fixup: bias before the post-addition act
         self.branch = branch.sequential()
         self._branch_convs = branch.convs
         if stride != 1 or in_channels != out_channels:
@@ -130,15 +151,16 @@ class ResNetBlock(ResidualBlock):
             )
         else:
             self.downsample = nn.Identity()
-        self.out_act = path_act(policy)
-        self.acts = [*branch.acts, self.out_act]
+        self.out_act: nn.Module | None = path_act(policy) if post_add_act else None
+        self.acts = [*branch.acts, *([self.out_act] if self.out_act is not None else [])]
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
 
     def branch_weights(self) -> list[nn.Module]:
         return list(self._branch_convs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out_act(self.branch(x) + self.downsample(x))
+        out = self.branch(x) + self.downsample(x)
+        return self.out_act(out) if self.out_act is not None else out
 
 
 class ResNet(nn.Module):
@@ -152,6 +174,7 @@ class ResNet(nn.Module):
         *,
         stem: str = "imagenet",
         width_multiplier: float = 1.0,
+        unit: str | None = None,
         in_channels: int = 3,
         norm: str = "bn",
         act: str = "relu",
@@ -169,6 +192,16 @@ class ResNet(nn.Module):
             )
         if stem not in STEMS:
             raise ValueError(f"{FAMILY}: stem must be one of {', '.join(STEMS)}, got {stem!r}")
+        if unit is None:  # the IC paper's unit ① for norm="ic" (IC-F5), else the classic unit
+            unit = IC_UNITS[0] if norm == "ic" else "baseline"
+        if unit not in UNITS:
+            raise ValueError(f"{FAMILY}: unit must be one of {', '.join(UNITS)}, got {unit!r}")
+        if (norm == "ic") != (unit in IC_UNITS):
+            raise ValueError(
+                f"{FAMILY}: norm='ic' goes with an IC unit ({', '.join(IC_UNITS)}) and an IC unit"
+                f" with norm='ic'; got norm={norm!r}, unit={unit!r}"
+            )
+        self.unit = unit
         bottleneck, blocks_per_stage = LAYOUTS[depth]
         widths = stage_widths(STAGE_WIDTHS, width_multiplier, FAMILY)
         self.depth, self.stem_kind, self.bottleneck = depth, stem, bottleneck
@@ -176,11 +209,12 @@ class ResNet(nn.Module):
 
         stem_conv = (widths[0], 7, 2) if stem == "imagenet" else (widths[0], 3, 1)
         stem_layers = LayerSequence(policy, in_channels).build(
-            ("conv", "norm", "act"), [stem_conv], False
+            ("conv", *_STEM[unit]), [stem_conv], False
         )
         if stem == "imagenet":
             stem_layers.add("pool", nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
         self.stem = stem_layers.sequential()
+        acts = list(stem_layers.acts)
         channels, block_index = widths[0], 0
         last_block: ResNetBlock | None = None
         for stage, (width, n_blocks) in enumerate(zip(widths, blocks_per_stage, strict=True), 1):
@@ -195,12 +229,17 @@ class ResNet(nn.Module):
                     stride,
                     bottleneck=bottleneck,
                     block_index=block_index,
+                    order=unit,
                 )
                 blocks.append(last_block)
+                acts += last_block.acts
                 channels = last_block.out_channels
             self.add_module(f"layer{stage}", nn.Sequential(*blocks))
         assert last_block is not None
-        self.__dict__["_final_act"] = last_block.out_act  # a reference, not a second registration
+        final = LayerSequence(policy, channels).build(_FINAL[unit])  # IC-F3's last-unit rule
+        self.final = final.sequential()
+        acts += final.acts
+        self.__dict__["_final_act"] = acts[-1]  # a reference, not a second registration
         self.num_features = channels
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
@@ -212,13 +251,14 @@ class ResNet(nn.Module):
 
     @property
     def final_act(self) -> nn.Module:
-        """The last block's post-addition activation (the last one before pooling)."""
+        """The last activation run before pooling (the baseline's: the last block's post-addition
+        activation)."""
         return self._final_act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        x = self.flatten(self.avgpool(x))
+        x = self.flatten(self.avgpool(self.final(x)))
         return self.head_norm(self.fc(self.fc_bias(x)))
 
 
@@ -230,7 +270,8 @@ class ResNet(nn.Module):
         norms=NORMS,
         acts=ACTS,
         input_shape=(3, 224, 224),
-        options="depth (18 | 34 | 50 | 101), stem (imagenet | cifar), width_multiplier, init",
+        options="depth (18 | 34 | 50 | 101), stem (imagenet | cifar), width_multiplier, init,"
+        " unit (baseline | relu-ic-conv | ic-conv-relu | conv-relu-ic, with norm='ic': IC-F5)",
         tiny={"depth": 18, "width_multiplier": 0.0625},
     ),
 )
@@ -239,6 +280,7 @@ def resnet_imagenet(
     depth: int = 50,
     stem: str = "imagenet",
     width_multiplier: float = 1.0,
+    unit: str | None = None,
     in_channels: int = 3,
     norm: str = "bn",
     act: str = "relu",
@@ -246,6 +288,8 @@ def resnet_imagenet(
     **norm_kwargs,
 ) -> ResNet:
     """``build_model("resnet_imagenet", num_classes, depth=..., stem=..., norm=..., act=...)``.
+
+    ``unit`` (IC-F5): ``None`` is ``"baseline"``, or ``"relu-ic-conv"`` for ``norm="ic"``.
 
     Extra keyword arguments (``group_size``, ``eps``, ``momentum``, ...) go to the normalization
     layers through :class:`~normbook.models.policy.NormPolicy`.
@@ -255,6 +299,7 @@ def resnet_imagenet(
         depth,
         stem=stem,
         width_multiplier=width_multiplier,
+        unit=unit,
         in_channels=in_channels,
         norm=norm,
         act=act,
