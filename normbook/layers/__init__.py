@@ -4,6 +4,7 @@ Each module registers its layers with :mod:`normbook.layers.factory`; importing 
 imports them all, so ``create_norm_layer("dbn", 64)`` works after ``import normbook.layers``.
 """
 
+from normbook.layers._checks import NonFiniteInputError
 from normbook.layers.factory import (
     create_act_layer,
     create_norm_layer,
@@ -14,7 +15,6 @@ from normbook.layers.factory import (
 )
 
 # isort: split
-# Layer modules (each helper adds its own import block below this line).
 from normbook.layers.activations import CReLU, act_channel_multiplier
 from normbook.layers.batchnorm import BatchNormFromScratch, BatchNormFunction
 from normbook.layers.ic import ICLayer
@@ -31,6 +31,7 @@ from normbook.layers.normprop import NormPropConv2d, NormPropLinear, NormPropReL
 from normbook.layers.whitening import DecorrelatedBatchNorm, whitening_matrix
 
 __all__ = [
+    "NonFiniteInputError",
     "DecorrelatedBatchNorm",
     "whitening_matrix",
     "CReLU",

@@ -5,6 +5,11 @@ from __future__ import annotations
 import torch
 
 
+class NonFiniteInputError(ValueError):
+    """A normalization layer got NaN/Inf input (or input whose statistics overflow). A
+    ``ValueError``; the training loop records it as divergence when earlier steps succeeded."""
+
+
 def check_positive_int(value: object, name: str, minimum: int = 1) -> int:
     """Return ``value`` if it is an int ``>= minimum``; else raise ``TypeError``/``ValueError``."""
     if isinstance(value, bool) or not isinstance(value, int):
@@ -61,5 +66,5 @@ def check_features_input(
     # One reduction first (cheap); the element-wise scan only confirms when the sum is not finite,
     # so finite inputs whose sum overflows are not rejected.
     if finite and not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
-        raise ValueError(f"{layer}: input contains NaN or Inf")
+        raise NonFiniteInputError(f"{layer}: input contains NaN or Inf")
     return x

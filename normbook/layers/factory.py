@@ -93,6 +93,16 @@ def _identity_norm(num_features: int, *, spatial_dims: int = 2, **kwargs) -> nn.
     return nn.Identity()
 
 
+@register_norm_layer("ln")
+def _torch_layernorm(num_features: int, *, spatial_dims: int = 2, **kwargs) -> nn.Module:
+    """Layer Normalization (Ba et al. 2016; the LN baseline of DBN Fig. 3): each sample over its
+    own features. N×C: ``nn.LayerNorm(C)``; N×C×…: ``nn.GroupNorm(1, C)`` (the statistics over
+    channels and positions, per-channel γ, β)."""
+    if spatial_dims == 0:
+        return nn.LayerNorm(num_features, **kwargs)
+    return nn.GroupNorm(1, num_features, **kwargs)
+
+
 register_act_layer("relu")(lambda inplace=False: nn.ReLU(inplace=inplace))
 register_act_layer("elu")(lambda alpha=1.0, inplace=False: nn.ELU(alpha=alpha, inplace=inplace))
 register_act_layer("identity")(lambda: nn.Identity())

@@ -24,7 +24,12 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from normbook.layers._checks import check_features_input, check_positive_int, check_probability
+from normbook.layers._checks import (
+    NonFiniteInputError,
+    check_features_input,
+    check_positive_int,
+    check_probability,
+)
 from normbook.layers.factory import register_norm_layer
 
 WHITENING_METHODS: tuple[str, ...] = ("zca", "pca", "newton")
@@ -83,7 +88,7 @@ def _check_finite(statistic: Tensor, layer: str) -> None:
     replaces an elementwise ``isfinite(x).all()``; it also catches a covariance that overflows.
     """
     if not torch.isfinite(statistic).all():
-        raise ValueError(
+        raise NonFiniteInputError(
             f"{layer}: input contains NaN or Inf (or values whose covariance overflows"
             f" {statistic.dtype})"
         )

@@ -23,6 +23,7 @@ MLP_NORMS = {
     "bn_scratch": ("bn_scratch", False),
     "dbn": ("dbn", False),
     "ic": ("ic", False),
+    "ln": ("ln", False),
     "none": ("none", True),
     "none-nobias": ("none", False),
 }

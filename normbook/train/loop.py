@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from normbook.config import default_device
 from normbook.data.base import Dataset
+from normbook.layers import NonFiniteInputError
 from normbook.train.callbacks import CallbackList, TrainState
 from normbook.train.checkpoint import (
     CHECKPOINT_NAME,
@@ -249,6 +250,12 @@ def _nonfinite_parameters(model: torch.nn.Module) -> bool:
     return any(not torch.isfinite(p).all() for p in model.parameters())
 
 
+def _nonfinite_activations(err: Exception) -> bool:
+    """Whether a step failed because a normalization layer refused non-finite (or overflowing)
+    activations; after earlier steps succeeded, the run blew up (finite but huge weights)."""
+    return isinstance(err, NonFiniteInputError)
+
+
 class _Run:
     """State and steps of one ``fit`` call (kept in a class so each piece stays small)."""
 
@@ -382,6 +389,8 @@ class _Run:
             reason = _divergence_reason(values[0], values[3], self.steps, cfg.divergence_threshold)
             if reason is None and _nonfinite_parameters(self.model):
                 reason = "non-finite parameters"
+            elif reason is None and self.state.step > 0 and _nonfinite_activations(err):
+                reason = "non-finite activations"
             if reason is None:
                 raise
             return values, f"{reason}; then {type(err).__name__}: {err}"
