@@ -94,7 +94,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab book
 
 lint: $(STAMP)
-	$(BIN)/ruff check normbook tests
+	$(BIN)/ruff check normbook tests book
 	$(BIN)/ruff format --check normbook tests
 
 clean:

@@ -274,3 +274,15 @@ def test_removed_point_and_removed_entry_are_stale(root):
     assert {s.reason for s in stale_records(root, other)} == {
         "the experiment is no longer registered"
     }
+
+
+def test_an_empty_registry_is_not_the_book_registry(tmp_path):
+    """`Registry([])` has length 0 but is a registry: every record is stale against it."""
+    from normbook.experiments.registry import Registry
+    from normbook.experiments.results import stale_records
+
+    registry = echo_registry(echo_entry())
+    run("test.echo", "smoke", root=tmp_path, registry=registry, progress=False)
+    assert stale_records(tmp_path, registry) == []
+    stale = stale_records(tmp_path, Registry([]))
+    assert len(stale) == 1 and stale[0].experiment_id == "test.echo"

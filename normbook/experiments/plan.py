@@ -122,7 +122,7 @@ def reproduction_plan(
 ) -> pd.DataFrame:
     """One row per entry of book part ``part`` (``"dbn"``, ``"ic"``, ...) that declares ``scale``:
     runs, dataset, epochs, images per run and, from GPU bench records, GPU-hours."""
-    registry = registry or default_registry()
+    registry = default_registry() if registry is None else registry
     entries = [registry.get(i) for i in registry.ids(part)]
     rows = [_entry_row(e, scale, root) for e in entries if scale in e.scales]
     if not rows:

@@ -85,9 +85,9 @@ def default_registry() -> Registry:
 
 def get_experiment(experiment_id: str, registry: Registry | None = None) -> Experiment:
     """The entry ``experiment_id`` of ``registry`` (default: the book's)."""
-    return (registry or default_registry()).get(experiment_id)
+    return (default_registry() if registry is None else registry).get(experiment_id)
 
 
 def list_experiments(part: str | None = None, registry: Registry | None = None) -> list[Experiment]:
     """Entries sorted by id, optionally of one book part."""
-    return [e for e in (registry or default_registry()) if part is None or e.part == part]
+    return [e for e in (default_registry() if registry is None else registry) if part is None or e.part == part]

@@ -46,7 +46,7 @@ def stale_reason(record: Mapping[str, Any], registry: Registry | None = None) ->
     """
     if record["kind"] != "experiment":
         return None
-    registry = registry or default_registry()
+    registry = default_registry() if registry is None else registry
     if record["experiment_id"] not in registry:
         return "the experiment is no longer registered"
     entry = registry.get(record["experiment_id"])
@@ -67,7 +67,7 @@ def stale_records(
     root: str | os.PathLike | None = None, registry: Registry | None = None
 ) -> list[StaleRecord]:
     """Every stale record under ``root`` (default: the results store), sorted by path."""
-    registry = registry or default_registry()
+    registry = default_registry() if registry is None else registry
     stale = []
     for path, record in iter_records(root):
         reason = stale_reason(record, registry)

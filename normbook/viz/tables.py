@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 from IPython.display import HTML
 
-from normbook.experiments.registry import get_experiment
+from normbook.experiments.registry import Registry, get_experiment
 from normbook.experiments.results import load
 
 
@@ -33,10 +33,12 @@ def results_frame(
     percent: bool = True,
     digits: int = 2,
     root: str | os.PathLike | None = None,
+    registry: Registry | None = None,
 ) -> pd.DataFrame:
-    """The rows of :func:`results_table` as strings (for tests and for notebooks that restyle)."""
-    entry = get_experiment(entry_id)
-    table = load(entry_id, scale, root=root)
+    """The rows of :func:`results_table` as strings (for tests and for notebooks that restyle);
+    ``registry`` defaults to the book's."""
+    entry = get_experiment(entry_id, registry)
+    table = load(entry_id, scale, root=root, registry=registry)
     knobs = list(entry.scale(scale).knobs)
     factor = 100.0 if percent else 1.0
     rows: list[dict[str, Any]] = []
@@ -48,16 +50,24 @@ def results_frame(
             r = reported[0]
             paper = f"{r.value:g}" + (f" ± {r.std:g}" if r.std is not None else "") + f" {r.unit}"
         n = int(row.get(f"{metric}_n", 0) or 0)
-        if n == 0:
+        runs = int(row.get("n", 0) or 0)  # ok + diverged records: a diverged run has no value
+        if n == 0 and runs == 0:
             selector = " ".join(f"{k}={v}" for k, v in point.items())
             ours = "not run yet"
             source = f"normbook run {entry_id} --scale {scale}" + (
                 f"  # point {selector}" if selector else ""
             )
         else:
-            mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
-            spread = "" if std is None or math.isnan(std) else f" ± {_number(std, factor, digits)}"
-            ours = f"{_number(mean, factor, digits)}{spread} (n={n})"
+            if n == 0:
+                ours = f"no value: {int(row.get('n_diverged', 0) or 0)} of {runs} runs diverged"
+            else:
+                mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+                spread = (
+                    "" if std is None or math.isnan(std) else f" ± {_number(std, factor, digits)}"
+                )
+                ours = f"{_number(mean, factor, digits)}{spread} (n={n})"
+                if row.get("n_diverged"):
+                    ours += f", {int(row['n_diverged'])} diverged"
             commit = str(row.get("commit") or "unknown")[:10]
             source = f"{commit}{' (dirty)' if row.get('dirty') else ''}, {row.get('hardware')}, {str(row.get('date'))[:10]}"
             if row.get("stale"):
