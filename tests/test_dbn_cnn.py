@@ -1,5 +1,6 @@
-"""DBN CNN chapters: the top-k measurement and task (DBN-T3), and the registry entries of DBN-F5,
-DBN-F6, DBN-T1, DBN-T2 and DBN-T3 (paper recipes and numbers, one DBN where the paper puts it)."""
+"""DBN CNN chapters: the registry entries of DBN-F5, DBN-F6, DBN-T1, DBN-T2 and DBN-T3 (paper
+recipes and numbers, one DBN where the paper puts it; DBN-T3's top-5 comes from the built-in topk
+measurement, tested in test_measures.py)."""
 
 from __future__ import annotations
 
@@ -10,66 +11,10 @@ import torch
 
 import normbook.experiments.entries.dbn_cnn as entries
 from normbook.experiments.registry import default_registry
-from normbook.experiments.spec import ConfigError, deep_merge
-from normbook.experiments.tasks import get_task, validate_config
-from normbook.experiments.tasks_dbn_cnn import (
-    CLASSIFY_TOPK,
-    TOPK_MEASURE,
-    topk_correct,
-    validate_classify_topk,
-)
 from normbook.layers import DecorrelatedBatchNorm
 from normbook.models import build_model
 
 REGISTRY = default_registry()
-
-
-# -- top-k ------------------------------------------------------------------------------------------
-def test_topk_correct_counts_targets_among_the_k_largest_logits():
-    logits = torch.tensor([[0.1, 0.9, 0.0, 0.5], [3.0, 2.0, 1.0, 0.0], [0.0, 0.1, 0.2, 0.3]])
-    targets = torch.tensor([3, 2, 0])
-    # row 0: order 1,3,0,2 -> target 3 at rank 2; row 1: target 2 at rank 3; row 2: rank 4
-    assert topk_correct(logits, targets, [1, 2, 3, 4, 5]) == [0, 1, 2, 3, 3]
-    gen = torch.Generator().manual_seed(0)
-    logits = torch.randn(200, 10, generator=gen)
-    targets = torch.randint(0, 10, (200,), generator=gen)
-    rank = (logits > logits.gather(1, targets[:, None])).sum(1)  # 0-based rank of the target
-    assert topk_correct(logits, targets, [1, 5]) == [int((rank < 1).sum()), int((rank < 5).sum())]
-    assert topk_correct(logits, targets, [1])[0] == int((logits.argmax(1) == targets).sum())
-    with pytest.raises(ValueError, match="N×C"):
-        topk_correct(logits[0], targets, [1])
-
-
-def _tiny_topk_config(**train):
-    return {
-        "task": CLASSIFY_TOPK,
-        "model": {"name": "mlp", "in_features": 64, "hidden": [16], "norm": "bn", "act": "relu"},
-        "data": {"name": "digits", "variant": "flat"},
-        "train": {"epochs": 2, "batch_size": 128, "lr": 0.1, "augment": False, **train},
-        "measure": {TOPK_MEASURE: {"ks": [1, 5]}},
-    }
-
-
-def test_classify_topk_top1_equals_the_loops_test_accuracy_and_top5_is_at_least_it():
-    config = _tiny_topk_config()
-    validate_config(config)
-    result = get_task(config).fn(config, seed=0, device=torch.device("cpu"), run_dir=None)
-    metrics = result["metrics"]
-    assert metrics["test_top1_acc"] == pytest.approx(metrics["test_acc"], abs=1e-12)
-    assert metrics["test_top1_error_pct"] == pytest.approx(metrics["test_error_pct"], abs=1e-9)
-    assert metrics["test_top5_acc"] >= metrics["test_top1_acc"]
-    assert metrics["test_top5_error_pct"] == pytest.approx(100 * (1 - metrics["test_top5_acc"]))
-    # logged at the last epoch only (the default)
-    assert result["history"].extras["test_top5_acc"][0] is None
-
-
-def test_classify_topk_needs_its_measurement_with_valid_ks():
-    config = _tiny_topk_config()
-    with pytest.raises(ConfigError, match=TOPK_MEASURE):
-        validate_classify_topk({k: v for k, v in config.items() if k != "measure"})
-    for ks in ([], [0], [1, 1], "5"):
-        with pytest.raises(ConfigError, match="ks|k must"):
-            validate_classify_topk(deep_merge(config, {"measure": {TOPK_MEASURE: {"ks": ks}}}))
 
 
 # -- the entries ------------------------------------------------------------------------------------
@@ -185,7 +130,8 @@ def test_t1_to_t3_full_recipes():
     )
     assert c["train"]["milestones"] == [60, 120, 160] and c["train"]["gamma"] == 0.2
     t3 = REGISTRY.get("dbn.t3.resnet-imagenet.dbn-scale-l1").resolve("full", {"model.depth": 50})
-    assert t3["task"] == CLASSIFY_TOPK and t3["measure"][TOPK_MEASURE]["ks"] == [1, 5]
+    assert t3["task"] == "classify" and t3["measure"]["topk"]["ks"] == [1, 5]
+    assert t3["measure"]["topk"]["every_epoch"] is False  # measured once, after the last epoch
     assert (t3["train"]["epochs"], t3["train"]["milestones"], t3["train"]["batch_size"]) == (
         90,
         [30, 60],

@@ -1,5 +1,5 @@
-"""The ic-units task, the topk and variance_shift measures, and per-seed histories
-(normbook.experiments.tasks_ic_training; IC-T1, IC-F4, IC-F5)."""
+"""The ic-units task, the variance_shift measure (with the built-in topk one), and per-seed
+histories (normbook.experiments.tasks_ic_training; IC-T1, IC-F4, IC-F5)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,11 @@ from normbook.experiments.tasks import validate_config
 from normbook.experiments.tasks_ic_training import (
     IC_UNITS_TASK,
     classify_config,
-    final_extras,
     ic_units,
     live_histories,
     mean_curves,
     run_histories,
     table1_label,
-    topk_accuracy,
     unit_curves,
     unit_model_options,
 )
@@ -75,34 +73,20 @@ def test_measures_do_not_change_training_and_land_in_the_metrics():
     plain = ic_units(BASE, seed=0, device=CPU, run_dir=None, progress=False)
     measured_config = deep_merge(
         BASE,
-        {"measure": {"topk": {"k": 2}, "variance_shift": {"samples": 64, "every": 2}}},
+        {"measure": {"topk": {"ks": [2]}, "variance_shift": {"samples": 64, "every": 2}}},
     )
     measured = ic_units(measured_config, seed=0, device=CPU, run_dir=None, progress=False)
     # the measurements fork the RNG: the same dropout masks, the same run
     assert measured["history"].test_acc == plain["history"].test_acc
     assert measured["history"].train_loss == plain["history"].train_loss
     extras = measured["history"].extras
-    assert len(extras["test_top2"]) == 2
+    assert len(extras["test_top2_acc"]) == 2
     assert extras["var_shift_layers"][0] is None  # every=2: the last epoch only
     assert len(extras["var_shift_layers"][-1]) == 7  # 3 blocks × 2 + final
     metrics = measured["metrics"]
-    assert metrics["test_top2"] >= metrics["test_acc"]
+    assert metrics["test_top2_acc"] >= metrics["test_acc"]
     assert 0.0 <= metrics["recal_test_acc"] <= 1.0 and metrics["var_shift"] > 0
     assert "var_shift_layers" not in metrics  # only numbers become metrics
-    assert final_extras({"extras": {"a": [1.0, None], "b": [[1, 2]]}}) == {"a": 1.0}
-
-
-def test_topk_accuracy_counts_labels_among_the_largest_logits():
-    model = torch.nn.Linear(3, 3, bias=False)
-    with torch.no_grad():
-        model.weight.copy_(torch.eye(3))
-    x = torch.tensor([[3.0, 2.0, 1.0], [1.0, 3.0, 2.0]])
-    batches = [(x, torch.tensor([1, 0]))]
-    assert topk_accuracy(model, batches, 1) == 0.0
-    assert topk_accuracy(model, batches, 2) == 0.5
-    assert topk_accuracy(model, batches, 5) == 1.0  # k beyond the classes: every label
-    with pytest.raises(ValueError, match="k must be"):
-        topk_accuracy(model, batches, 0)
 
 
 def test_histories_from_the_store_and_live(tmp_path):
@@ -189,6 +173,6 @@ def test_book_entries_declare_the_paper_recipes():
         imagenet["train"]["epochs"],
     ) == (0.1, 30, 90)
     assert imagenet["train"]["batch_size"] == 256 and imagenet["train"]["weight_decay"] == 1e-4
-    assert imagenet["measure"]["topk"]["k"] == 5 and imagenet["ddp"] is True
+    assert imagenet["measure"]["topk"]["ks"] == [1, 5] and imagenet["ddp"] is True
     drop = registry.get("ic.t1.drop-prob").scale("small").grid["drop_prob"]
     assert 0.05 in drop and 0.03 in drop and 0.0 in drop

@@ -25,7 +25,6 @@ from normbook.experiments.tasks_normprop_training import (
     load_attempts,
     load_block_deltas,
     lr_rule,
-    paper_units,
     run_metrics,
 )
 from normbook.models import block_io, build_model, residual_blocks
@@ -131,13 +130,6 @@ def test_rule_options_are_validated():
         validate_config({**_MLP, "measure": {"nope": {}}})
 
 
-def test_paper_units_turn_topk_accuracies_into_errors():
-    assert paper_units({"test_top5": 0.9, "test_acc": 0.5}) == {
-        "test_top5_error_pct": pytest.approx(10.0)
-    }
-    assert paper_units({"test_top5": None}) == {"test_top5_error_pct": None}
-
-
 def _tiny_resnet(norm="bn", act="relu"):
     torch.manual_seed(0)
     return build_model(
@@ -240,7 +232,7 @@ def test_full_configs_follow_the_papers_recipe():
     )
     assert t4["train"]["batch_size"] == 128 and t4["train"]["epochs"] == 150
     assert t4["train"]["schedule"] == "step" and t4["train"]["step_size"] == 30
-    assert t4["measure"]["topk"]["k"] == 5
+    assert t4["measure"]["topk"]["ks"] == [1, 5]
     t3 = REGISTRY.get("normprop.t3.cifar100").resolve(
         "full", {"model.act": "crelu", "model.width_multiplier": 0.75}
     )

@@ -90,4 +90,8 @@ def get_experiment(experiment_id: str, registry: Registry | None = None) -> Expe
 
 def list_experiments(part: str | None = None, registry: Registry | None = None) -> list[Experiment]:
     """Entries sorted by id, optionally of one book part."""
-    return [e for e in (default_registry() if registry is None else registry) if part is None or e.part == part]
+    return [
+        e
+        for e in (default_registry() if registry is None else registry)
+        if part is None or e.part == part
+    ]

@@ -10,6 +10,8 @@ calls it for every entry at every scale).
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 import torch
 
 from normbook.experiments import distributed
-from normbook.experiments.measures import build_measures, check_measures
+from normbook.experiments.measures import build_measures, check_measures, expected_metrics
 from normbook.experiments.spec import ConfigError
 
 TaskFn = Callable[..., dict[str, Any]]
@@ -125,13 +127,36 @@ def validate_classify(config: Mapping[str, Any]) -> None:
     check_measures(config.get("measure", {}))
 
 
+TOPK_METRIC = re.compile(r"^(?P<split>.+)_top(?P<k>[0-9]+)_acc$")
+
+
 def classification_metrics(final: Mapping[str, Any]) -> dict[str, Any]:
-    """``History.final_metrics()`` plus the papers' units: test accuracy and error in percent."""
+    """``History.final_metrics()`` plus the papers' units: test accuracy and error in percent,
+    and for every top-k accuracy ``<split>_top<k>_acc`` (the ``topk`` measurement) its error
+    ``<split>_top<k>_error_pct`` = 100·(1 − acc) (IC-F5, DBN-T3, NP-T4); None stays None."""
     metrics = dict(final)
     acc = final.get("test_acc")
     metrics["test_acc_pct"] = None if acc is None else 100.0 * acc
     metrics["test_error_pct"] = None if acc is None else 100.0 * (1.0 - acc)
+    for name, value in final.items():
+        match = TOPK_METRIC.match(name)
+        if match:
+            error = f"{match['split']}_top{match['k']}_error_pct"
+            metrics[error] = None if value is None else 100.0 * (1.0 - float(value))
     return metrics
+
+
+def final_extras(history: Any) -> dict[str, float]:
+    """The last value of every per-epoch measurement in ``history.extras`` (a ``History`` or its
+    dict): the last number of each column, kept when finite; lists and other values are not
+    metrics."""
+    extras = history.extras if hasattr(history, "extras") else history.get("extras", {})
+    out = {}
+    for name, values in extras.items():
+        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if numbers and math.isfinite(float(numbers[-1])):
+            out[name] = float(numbers[-1])
+    return out
 
 
 @register_task("classify", validate=validate_classify)
@@ -146,8 +171,13 @@ def classify(
     """Build the model, load the dataset, ``fit`` with the ``TrainConfig``; history and metrics.
 
     ``config["measure"]`` adds the registered measurements of :mod:`normbook.experiments.measures`
-    (values per epoch in ``history.extras``). Under ``torchrun`` (``normbook run --ddp``) the model
-    is wrapped in DDP and each rank trains on its shard of every global batch.
+    (values per epoch in ``history.extras``); the final value of every numeric one
+    (:func:`final_extras`) joins the metrics, all None when the run diverged or stopped before
+    its last epoch. The top-k accuracies of the built-in ``topk`` measurement,
+    ``<split>_top<k>_acc`` (always present, None if never logged), also get their error in
+    percent, ``<split>_top<k>_error_pct`` (:func:`classification_metrics`; IC-F5, DBN-T3,
+    NP-T4). Under ``torchrun`` (``normbook run --ddp``) the model is wrapped in DDP and each rank
+    trains on its shard of every global batch.
     """
     from normbook.data import load_dataset
     from normbook.models import build_model, training_callbacks
@@ -178,8 +208,12 @@ def classify(
         callbacks=callbacks,
         progress=progress,
     )
+    extras = {name: None for name in expected_metrics(config.get("measure", {}))}
+    extras.update(final_extras(history))
+    if history.diverged or len(history.epoch) < train.epochs:
+        extras = {name: None for name in extras}
     return {
         "history": history,
-        "metrics": classification_metrics(history.final_metrics()),
+        "metrics": classification_metrics({**history.final_metrics(), **extras}),
         "info": {"data": {k: v for k, v in data.info().items() if k not in PRIVATE_KEYS}},
     }

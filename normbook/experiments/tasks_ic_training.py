@@ -4,10 +4,10 @@ BatchNorm, ImageNet; PAPERS.md IC-F3, IC-T1, IC-F4, IC-F5).
 - task ``ic-units``: a ``classify`` run of a ResNet family with a residual-unit order (IC-F3),
   chosen by one knob: ``config["unit"]`` is ``baseline`` (the classic Conv-BN-ReLU unit, BN, no
   dropout) or one of the three IC units (IC layers with ``config["drop_prob"]``), so that a grid
-  over ``unit`` compares the paper's four rows. Final values of the per-epoch measurements
-  (``history.extras``) are added to the record's metrics (``test_top5``, ``recal_test_acc``).
-- measure ``topk``: top-k accuracy of a split after every epoch (IC-F5 reports top-1 and top-5;
-  ``fit`` records top-1 only).
+  over ``unit`` compares the paper's four rows. ``classify`` adds the final values of the
+  per-epoch measurements (``history.extras``) to the record's metrics: ``recal_test_acc`` below,
+  and IC-F5's ``test_top5_acc`` from the built-in ``topk`` measurement
+  (:mod:`normbook.experiments.measures`).
 - measure ``variance_shift``: after every ``every``-th epoch, the train/test variance shift at the
   input of every IC layer's BN and the test accuracy after re-estimating the BN statistics with
   dropout off (:mod:`normbook.analysis.variance_shift`). Measurements fork the global RNG, so a
@@ -19,7 +19,6 @@ BatchNorm, ImageNet; PAPERS.md IC-F3, IC-T1, IC-F4, IC-F5).
 from __future__ import annotations
 
 import copy
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -95,17 +94,6 @@ def validate_ic_units(config: Mapping[str, Any]) -> None:
     validate_classify(classify_config(config))
 
 
-def final_extras(history: Any) -> dict[str, float]:
-    """The last numeric value of every per-epoch measurement in ``history.extras``."""
-    extras = history.extras if hasattr(history, "extras") else history.get("extras", {})
-    out = {}
-    for name, values in extras.items():
-        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        if numbers and math.isfinite(float(numbers[-1])):
-            out[name] = float(numbers[-1])
-    return out
-
-
 @register_task(IC_UNITS_TASK, validate=validate_ic_units)
 def ic_units(
     config: Mapping[str, Any],
@@ -115,81 +103,14 @@ def ic_units(
     run_dir: Path | None,
     progress: bool | None = None,
 ) -> dict[str, Any]:
-    """``classify`` with the unit's norm and dropout; final measurement values join the metrics."""
-    result = classify(
+    """``classify`` with the unit's norm and dropout (whose metrics hold the final measurement
+    values)."""
+    return classify(
         classify_config(config), seed=seed, device=device, run_dir=run_dir, progress=progress
     )
-    extras = final_extras(result["history"])
-    if result["history"].diverged:
-        extras = {k: None for k in extras}
-    result["metrics"].update(extras)
-    return result
 
 
 # -- measurements ---------------------------------------------------------------------------------
-def topk_accuracy(
-    model: torch.nn.Module, batches: Any, k: int = 5, *, amp_dtype: torch.dtype | None = None
-) -> float:
-    """Share of samples whose label is among the ``k`` largest logits, in eval mode, no grad."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be an int >= 1, got {k!r}")
-    was_training = model.training
-    model.eval()
-    hits, count = 0, 0
-    try:
-        with torch.no_grad():
-            for x, y in batches:
-                if amp_dtype is not None:
-                    with torch.autocast(device_type=x.device.type, dtype=amp_dtype):
-                        logits = model(x)
-                else:
-                    logits = model(x)
-                top = logits.float().topk(min(k, logits.shape[1]), dim=1).indices
-                hits += int((top == y[:, None]).any(dim=1).sum())
-                count += int(y.shape[0])
-    finally:
-        model.train(was_training)
-    if count == 0:
-        raise ValueError("topk_accuracy: no samples")
-    return hits / count
-
-
-class TopKAccuracy:
-    """Callback: ``<split>_top<k>`` after every evaluated epoch (the loop's ``eval_every``)."""
-
-    def __init__(self, model: torch.nn.Module, data: Any, k: int, split: str, batch_size: int):
-        if split not in data.splits:
-            raise ConfigError(f"measure topk: split {split!r} not in {data.splits}")
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ConfigError(f"measure topk: k must be an int >= 1, got {k!r}")
-        self.model, self.data, self.k, self.split, self.batch_size = (
-            model,
-            data,
-            k,
-            split,
-            batch_size,
-        )
-        self.name = f"{split}_top{k}"
-
-    def on_epoch_end(self, state: Any) -> None:
-        config = state.config
-        if state.epoch % config.eval_every and state.epoch != config.epochs:
-            return
-        from normbook.train.loop import resolve_amp
-
-        batches = self.data.eval_batches(self.split, self.batch_size)
-        amp = resolve_amp(config.amp, state.device)
-        state.log(self.name, topk_accuracy(self.model, batches, self.k, amp_dtype=amp))
-
-
-@register_measure("topk")
-def topk_measure(
-    model: torch.nn.Module, data: Any, *, k: int = 5, split: str = "test", batch_size: int = 1024
-) -> TopKAccuracy:
-    """Top-k accuracy of ``split`` per evaluated epoch, logged as ``<split>_top<k>`` (IC-F5)."""
-    return TopKAccuracy(model, data, k, split, batch_size)
-
-
 class VarianceShift:
     """Callback: the variance shift at every IC layer's BN and the recalibrated test accuracy.
 

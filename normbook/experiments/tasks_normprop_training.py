@@ -16,8 +16,8 @@
   scratch with the learning rate times ``lr_rule.factor``, at most ``lr_rule.max_attempts`` times.
   Every attempt (lr, diverged, why, epochs, accuracies) is kept in the record (``info.lr_attempts``);
   the history and metrics are those of the first trainable attempt (the last one if none is).
-  The final value of every per-epoch measurement joins the metrics, with the papers' units
-  (``test_top5_error_pct`` from the ``topk`` measure).
+  ``classify`` adds the final value of every per-epoch measurement to the metrics, with the
+  papers' units (``test_top5_error_pct`` from the built-in ``topk`` measurement, NP-T4).
 - :func:`load_block_deltas` / :func:`live_block_deltas`: per-block Δ of stored (or live) runs as
   one long table for the figures; :func:`run_metrics`: final metrics per run (NP-T1, medians);
   :func:`load_attempts`: every attempt of the learning-rate rule in the stored runs.
@@ -38,11 +38,9 @@ from typing import Any
 import pandas as pd
 import torch
 
-import normbook.experiments.tasks_ic_training  # noqa: F401  (registers the ``topk`` measure)
 from normbook.experiments.measures import register_measure
 from normbook.experiments.spec import ConfigError
 from normbook.experiments.tasks import CLASSIFY_KEYS, classify, register_task, validate_classify
-from normbook.experiments.tasks_ic_training import final_extras
 
 HALVING_TASK = "normprop.halve-lr-until-trainable"
 RESIDUAL_DELTA = "residual-delta"
@@ -218,15 +216,6 @@ def judge_attempt(history: Any, metrics: Mapping[str, Any], rule: Mapping[str, A
     return None
 
 
-def paper_units(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """Top-k accuracies of the ``topk`` measure (``<split>_top<k>``) as errors in percent."""
-    out = {}
-    for name, value in metrics.items():
-        if "_top" in name and not name.endswith("_pct"):
-            out[f"{name}_error_pct"] = None if value is None else 100.0 * (1.0 - float(value))
-    return out
-
-
 @register_task(HALVING_TASK, validate=validate_halving)
 def halve_lr_until_trainable(
     config: Mapping[str, Any],
@@ -237,7 +226,8 @@ def halve_lr_until_trainable(
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """``classify`` at ``train.lr``, halved (``lr_rule.factor``) and re-run from scratch until
-    the run is trainable; every attempt is recorded in ``info["lr_attempts"]``."""
+    the run is trainable; every attempt is recorded in ``info["lr_attempts"]``. The metrics are
+    ``classify``'s (with the final measurement values) of the attempt kept."""
     rule = lr_rule(config)
     validate_halving(config)
     attempts: list[dict[str, Any]] = []
@@ -270,9 +260,6 @@ def halve_lr_until_trainable(
             break
     history = result["history"]
     metrics = dict(result["metrics"])
-    extras = final_extras(history)
-    metrics.update({k: None for k in extras} if history.diverged else extras)
-    metrics.update(paper_units(metrics))
     metrics.update(lr_used=attempts[-1]["lr"], lr_attempts=len(attempts), trainable=why is None)
     info = {**result.get("info", {}), "lr_attempts": attempts}
     return {"history": history, "metrics": metrics, "info": info}

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import normbook.experiments.tasks_dbn_cnn  # noqa: F401  (registers the measure and the task)
 from normbook.experiments.registry import register
 from normbook.experiments.spec import Experiment, Reported, ScaleSpec, deep_merge
-from normbook.experiments.tasks_dbn_cnn import CLASSIFY_TOPK, TOPK_MEASURE
 
 NORMS_F5 = ("bn", "dbn")
 DBN_GROUP = 16  # k_G = 16 for VGG-A, S-plain (Fig. 6a) and WRN (PAPERS.md DBN recipes)
@@ -451,9 +449,11 @@ T3_ERRORS = {  # depth -> (top-1, top-5) error %
     "dbn-scale-l1": {18: (29.87, 10.36), 34: (26.46, 8.42), 50: (24.29, 7.08), 101: (22.17, 6.09)},
 }
 HE_T3_ERRORS = {50: (24.70, 7.80), 101: (23.60, 7.10)}
-TOPK = {TOPK_MEASURE: {"ks": [1, 5]}}
+# the built-in top-k measurement, once after the last epoch: classify adds test_top<k>_acc and
+# test_top<k>_error_pct to the metrics
+TOPK = {"topk": {"ks": [1, 5], "split": "test", "every_epoch": False}}
 _IMAGENET_FULL = {
-    "task": CLASSIFY_TOPK,
+    "task": "classify",
     "model": {"name": "resnet_imagenet", "depth": 18, "stem": "imagenet", "in_channels": 3},
     "data": {"name": "imagenet"},
     "train": {
@@ -524,7 +524,7 @@ for _norm, _table in T3_ERRORS.items():
                 f"ResNet-18/34/50/101 (torchvision layout) with {_label}"
                 + ("" if _norm == "bn" else " (the stem's norm is a DBN with groups of 16)")
                 + ". `full`: ILSVRC-2012, 90 epochs, batch 256, SGD lr 0.1 momentum 0.9 /10 at 30"
-                " and 60, weight decay 1e-4, 224 crops; top-5 from the `topk_accuracy`"
+                " and 60, weight decay 1e-4, 224 crops; top-5 from the built-in `topk`"
                 " measurement at the last epoch. `small`: ResNet-18 at 1/4 width with the CIFAR"
                 " stem on the 8×8 digits, 6 epochs, 3 seeds."
             ),

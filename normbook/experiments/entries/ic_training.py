@@ -226,7 +226,7 @@ _IMAGENET = {
         "augment": True,
         "eval_batch_size": 256,
     },
-    "measure": {"topk": {"k": 5, "split": "test", "batch_size": 256}},
+    "measure": {"topk": {"ks": [1, 5], "split": "test", "batch_size": 256}},
     "ddp": True,  # one job of nodes × GPUs under torchrun; the batch of 256 is global
 }
 # reduced analogue: the ResNet-50 layout ([3, 4, 6, 3] bottlenecks) at 1/16 width with the CIFAR
@@ -259,8 +259,8 @@ register(
         description=(
             "torchvision-layout ResNet-50 with BN after every conv, SGD lr 0.1 (momentum 0.9,"
             " weight decay 1e-4) /10 every 30 epochs, 90 epochs, global batch 256; top-1 and top-5"
-            " (measure topk) validation accuracy per epoch. `small`: the same layout at 1/16"
-            " width with the CIFAR stem on the 8×8 digits, 9 epochs /10 every 3."
+            " (the built-in measurement topk) validation accuracy per epoch. `small`: the same"
+            " layout at 1/16 width with the CIFAR stem on the 8×8 digits, 9 epochs /10 every 3."
         ),
         scales={
             "smoke": ScaleSpec(config=_IMAGENET_SMOKE, seeds=1),

@@ -391,7 +391,7 @@ _IMAGENET_FULL = {
         "step_size": 30,
     },
     "lr_rule": {**LR_RULE, "min_train_acc": 0.05},
-    "measure": {"topk": {"k": 5, "split": "test", "batch_size": 500}},
+    "measure": {"topk": {"ks": [1, 5], "split": "test", "batch_size": 500}},
 }
 # a 1/16-width ImageNet ResNet with the CIFAR stem on 8×8 digits: the pipeline, not the result
 _IMAGENET_SMALL = deep_merge(
