@@ -46,3 +46,20 @@ def live_curves(
                 raise RuntimeError(f"{entry_id} {point} seed {seed} failed: {record.get('error')}")
             runs.append((point, history_columns(record["history"])))
     return curve_stats(runs, knobs, metrics)
+
+
+def point_config(
+    entry_id: str, scale: str, overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The entry's configuration at ``scale`` for its first grid point, with ``overrides``
+    (dotted paths, any value, inside or outside the grid) substituted and validated: what a live
+    panel runs when a control leaves the grid."""
+    from normbook.experiments.spec import set_path, thaw
+    from normbook.experiments.tasks import validate_config
+
+    entry = get_experiment(entry_id)
+    config = thaw(entry.resolve(scale, entry.points(scale)[0]))
+    for path, value in (overrides or {}).items():
+        set_path(config, path, value, where=f"{entry_id} [{scale}] override")
+    validate_config(config)
+    return config

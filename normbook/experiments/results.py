@@ -91,6 +91,26 @@ def _point_records(
     return rows
 
 
+def stored_runs(
+    entry_id: str,
+    scale: str | None = None,
+    root: str | os.PathLike | None = None,
+    registry: Registry | None = None,
+) -> tuple[list[str], list[tuple[Point, dict[str, Any], bool]]]:
+    """The grid's knobs, and ``(point, record, is_stale)`` for every stored run of ``entry_id``
+    at ``scale`` that :func:`load` aggregates (status ok or diverged), point by point."""
+    entry = get_experiment(entry_id, registry)
+    scale = resolve_scale(scale)
+    knobs = list(entry.scale(scale).knobs)
+    runs = [
+        (dict(point), record, is_stale)
+        for point, _, records, is_stale in _point_records(entry, scale, root)
+        for record in records
+        if record["status"] in AGGREGATED_STATUSES
+    ]
+    return knobs, runs
+
+
 def _is_value(value: Any) -> bool:
     return (
         isinstance(value, (int, float))

@@ -254,17 +254,11 @@ def load_axis_profiles(
     :data:`~normbook.analysis.axis_swap.AXIS_FIELDS`, and ``stale``. Empty if the store has none.
     """
     from normbook.analysis.axis_swap import axis_profile_table
-    from normbook.experiments.registry import get_experiment
-    from normbook.experiments.results import AGGREGATED_STATUSES, _point_records
+    from normbook.experiments.results import stored_runs
 
-    entry = get_experiment(entry_id)
-    knobs = list(entry.scale(scale).knobs)
-    runs, stale = [], {}
-    for point, _, records, is_stale in _point_records(entry, scale, root):
-        for record in records:
-            if record["status"] in AGGREGATED_STATUSES:
-                runs.append((dict(point), record["history"]))
-                stale[tuple(point[k] for k in knobs)] = is_stale
+    knobs, stored = stored_runs(entry_id, scale, root)
+    runs = [(point, record["history"]) for point, record, _ in stored]
+    stale = {tuple(point[k] for k in knobs): is_stale for point, _, is_stale in stored}
     table = axis_profile_table(runs, knobs)
     table["stale"] = [stale.get(tuple(row[k] for k in knobs), False) for _, row in table.iterrows()]
     return table

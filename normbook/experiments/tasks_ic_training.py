@@ -219,17 +219,14 @@ def run_histories(
 ) -> pd.DataFrame:
     """Stored per-seed histories of ``entry_id`` at ``scale``: one row per point × seed × epoch
     (knobs, ``seed``, ``epoch``, ``fields``, ``stale``), the records :func:`load` would use."""
-    from normbook.experiments.registry import get_experiment
-    from normbook.experiments.results import AGGREGATED_STATUSES, _point_records
+    from normbook.experiments.results import stored_runs
 
-    entry = get_experiment(entry_id, registry)
-    knobs = list(entry.scale(scale).knobs)
-    rows: list[dict[str, Any]] = []
-    for point, _, records, is_stale in _point_records(entry, scale, root):
-        for record in records:
-            if record["status"] in AGGREGATED_STATUSES:
-                for row in _history_rows(point, record["seed"], record["history"], fields):
-                    rows.append({**row, "stale": is_stale})
+    knobs, runs = stored_runs(entry_id, scale, root, registry)
+    rows: list[dict[str, Any]] = [
+        {**row, "stale": is_stale}
+        for point, record, is_stale in runs
+        for row in _history_rows(point, record["seed"], record["history"], fields)
+    ]
     columns = [*knobs, "seed", "epoch", *fields, "stale"]
     return pd.DataFrame(rows, columns=columns)
 

@@ -25,7 +25,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-from normbook.experiments.spec import ConfigError, set_path, thaw
+from normbook.experiments.live import point_config
+from normbook.experiments.spec import ConfigError
 from normbook.experiments.tasks import register_task
 
 LAYER_CORRELATIONS = "mimicnorm.layer-correlations"
@@ -343,22 +344,6 @@ def _channel_rows(
         for block in history.get("channel_stats", [])
         for c, mu, sd in zip(block["channel"], block["mean"], block["std"], strict=True)
     ]
-
-
-def point_config(
-    entry_id: str, scale: str, overrides: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """The entry's configuration at ``scale`` for its first grid point, with ``overrides``
-    (dotted paths, any value, inside or outside the grid) substituted and validated."""
-    from normbook.experiments.registry import get_experiment
-    from normbook.experiments.tasks import validate_config
-
-    entry = get_experiment(entry_id)
-    config = thaw(entry.resolve(scale, entry.points(scale)[0]))
-    for path, value in (overrides or {}).items():
-        set_path(config, path, value, where=f"{entry_id} [{scale}] override")
-    validate_config(config)
-    return config
 
 
 def live_profiles(

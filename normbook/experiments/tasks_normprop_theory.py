@@ -31,8 +31,10 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
+from normbook.experiments.live import point_config
 from normbook.experiments.measures import register_measure
-from normbook.experiments.spec import ConfigError, set_path, thaw
+from normbook.experiments.results import stored_runs
+from normbook.experiments.spec import ConfigError
 from normbook.experiments.tasks import register_task
 
 LAYER_MOMENTS = "normprop.layer-moments"
@@ -306,21 +308,6 @@ def profile_table(
     return out.reset_index()
 
 
-def _stored(entry_id: str, scale: str, root: str | os.PathLike | None) -> tuple[list, list]:
-    from normbook.experiments.registry import get_experiment
-    from normbook.experiments.results import AGGREGATED_STATUSES, _point_records
-
-    entry = get_experiment(entry_id)
-    knobs = list(entry.scale(scale).knobs)
-    runs = [
-        (dict(point), record, is_stale)
-        for point, _, records, is_stale in _point_records(entry, scale, root)
-        for record in records
-        if record["status"] in AGGREGATED_STATUSES
-    ]
-    return knobs, runs
-
-
 def load_profiles(
     entry_id: str, scale: str = "small", root: str | os.PathLike | None = None
 ) -> pd.DataFrame:
@@ -329,25 +316,9 @@ def load_profiles(
     from normbook.experiments.registry import get_experiment
 
     task = get_experiment(entry_id).scale(scale).config["task"]
-    knobs, runs = _stored(entry_id, scale, root)
+    knobs, runs = stored_runs(entry_id, scale, root)
     pairs = [({**point, "stale": stale}, record["history"]) for point, record, stale in runs]
     return profile_table(pairs, knobs, task)
-
-
-def point_config(
-    entry_id: str, scale: str, overrides: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """The entry's configuration at ``scale`` (first grid point) with ``overrides`` (dotted
-    paths) substituted and validated."""
-    from normbook.experiments.registry import get_experiment
-    from normbook.experiments.tasks import validate_config
-
-    entry = get_experiment(entry_id)
-    config = thaw(entry.resolve(scale, entry.points(scale)[0]))
-    for path, value in (overrides or {}).items():
-        set_path(config, path, value, where=f"{entry_id} [{scale}] override")
-    validate_config(config)
-    return config
 
 
 def live_profiles(
@@ -413,7 +384,7 @@ def load_coherence(
 ) -> pd.DataFrame:
     """Per conv layer of the stored runs of an entry measured with ``filter-coherence``: one row
     per point × seed × layer (:func:`coherence_rows`) with ``stale``."""
-    knobs, runs = _stored(entry_id, scale, root)
+    knobs, runs = stored_runs(entry_id, scale, root)
     rows = [
         {**row, "stale": stale}
         for point, record, stale in runs

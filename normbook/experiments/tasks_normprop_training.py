@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 
 from normbook.experiments.measures import register_measure
+from normbook.experiments.results import stored_runs
 from normbook.experiments.spec import ConfigError
 from normbook.experiments.tasks import CLASSIFY_KEYS, classify, register_task, validate_classify
 
@@ -295,23 +296,6 @@ def delta_table(rows: Sequence[Mapping[str, Any]], knobs: Sequence[str]) -> pd.D
     return out
 
 
-def _stored_runs(
-    entry_id: str, scale: str, root: str | os.PathLike | None, registry: Any = None
-) -> tuple[list[str], list[tuple[dict[str, Any], dict[str, Any], bool]]]:
-    from normbook.experiments.registry import get_experiment
-    from normbook.experiments.results import AGGREGATED_STATUSES, _point_records
-
-    entry = get_experiment(entry_id, registry)
-    knobs = list(entry.scale(scale).knobs)
-    runs = [
-        (dict(point), record, is_stale)
-        for point, _, records, is_stale in _point_records(entry, scale, root)
-        for record in records
-        if record["status"] in AGGREGATED_STATUSES
-    ]
-    return knobs, runs
-
-
 def load_block_deltas(
     entry_id: str,
     scale: str = "small",
@@ -320,7 +304,7 @@ def load_block_deltas(
 ) -> pd.DataFrame:
     """Per-block Δ of the stored runs of ``entry_id`` at ``scale``: one row per point × epoch ×
     block with ``delta_mean``, ``delta_std``, ``delta_n`` over seeds and ``stale``."""
-    knobs, runs = _stored_runs(entry_id, scale, root, registry)
+    knobs, runs = stored_runs(entry_id, scale, root, registry)
     rows = [
         {**row, "stale": is_stale}
         for point, record, is_stale in runs
@@ -366,7 +350,7 @@ def run_metrics(
 ) -> pd.DataFrame:
     """Final metrics of every stored run of ``entry_id`` (one row per point × seed, with the
     record's ``lr_attempts`` count and ``stale``): for medians and per-seed checks."""
-    knobs, runs = _stored_runs(entry_id, scale, root, registry)
+    knobs, runs = stored_runs(entry_id, scale, root, registry)
     rows = [
         {**point, "seed": record["seed"], **record["metrics"], "stale": is_stale}
         for point, record, is_stale in runs
@@ -383,7 +367,7 @@ def load_attempts(
     """Every attempt of the learning-rate rule in the stored runs of ``entry_id``: one row per
     point × seed × attempt (knobs, ``seed``, ``attempt``, ``lr``, ``trainable``, ``diverged``,
     ``reason``, ``epochs``, ``train_acc``, ``test_acc``, ``stale``)."""
-    knobs, runs = _stored_runs(entry_id, scale, root, registry)
+    knobs, runs = stored_runs(entry_id, scale, root, registry)
     fields = ["attempt", "lr", "trainable", "diverged", "reason", "epochs", "train_acc", "test_acc"]
     rows = [
         {**point, "seed": record["seed"], **{f: attempt.get(f) for f in fields}, "stale": stale}
