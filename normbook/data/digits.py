@@ -6,6 +6,9 @@ stratified 1347/450 train/test split (seed 0) keeps numbers comparable across ru
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -43,6 +46,26 @@ def digits_images(x: torch.Tensor, variant: str) -> torch.Tensor:
     return images.repeat(1, channels, 1, 1).contiguous()
 
 
+@functools.lru_cache(maxsize=1)
+def _digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn's digits (pixels 0..16, labels) and the fixed stratified train/test indices,
+    read once per process (read-only arrays: every loader builds its own tensors from them)."""
+    from sklearn.datasets import load_digits as sklearn_load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = sklearn_load_digits()
+    train_idx, test_idx = train_test_split(
+        np.arange(len(bunch.target)),
+        test_size=DIGITS_TEST_SIZE,
+        stratify=bunch.target,
+        random_state=DIGITS_SPLIT_SEED,
+    )
+    arrays = (bunch.data, bunch.target, train_idx, test_idx)
+    for array in arrays:
+        array.setflags(write=False)
+    return arrays
+
+
 def load_digits(
     *,
     root: object = None,
@@ -62,9 +85,6 @@ def load_digits(
     the image variants. ``flip`` is off by default: a mirrored digit is not the same digit (a
     mirrored 3 or 7 is no digit at all), so flipping adds label noise rather than invariance.
     """
-    from sklearn.datasets import load_digits as sklearn_load_digits
-    from sklearn.model_selection import train_test_split
-
     if variant not in DIGITS_VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(DIGITS_VARIANTS)}; got {variant!r}")
     if shift is None:
@@ -76,16 +96,9 @@ def load_digits(
             f" '16x16' or '32x32' for augmentation (got {augmentation})"
         )
 
-    bunch = sklearn_load_digits()
-    x_all = torch.as_tensor(bunch.data, dtype=torch.float32) / DIGITS_MAX_VALUE
-    y_all = torch.as_tensor(bunch.target, dtype=torch.int64)
-    train_idx, test_idx = train_test_split(
-        torch.arange(len(y_all)).numpy(),
-        test_size=DIGITS_TEST_SIZE,
-        stratify=bunch.target,
-        random_state=DIGITS_SPLIT_SEED,
-    )
-    x_all = digits_images(x_all, variant)
+    pixels, labels, train_idx, test_idx = (torch.tensor(a) for a in _digits_split())
+    x_all = digits_images(pixels.float() / DIGITS_MAX_VALUE, variant)
+    y_all = labels.long()
     num_classes = 10
     splits = split_train_val(
         x_all[train_idx],
