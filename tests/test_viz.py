@@ -96,3 +96,22 @@ def test_live_panel_validates_controls():
         live_panel(lambda: None, {}, show=False)
     with pytest.raises(TypeError, match="control 'lr'"):
         live_panel(lambda lr: None, {"lr": 0.1}, show=False)
+
+
+def test_numpy_scalars_display_as_plain_numbers_for_glue():
+    """NumPy 2 prints np.float64(0.25): glue's formatted roles need the plain number."""
+    import numpy as np
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from normbook.viz import setup_display
+
+    shell = InteractiveShell.instance()
+    try:
+        setup_display()
+        text = {v: shell.display_formatter.format(v)[0]["text/plain"] for v in (
+            np.float64(0.25), np.float32(2.0), np.int64(7), np.bool_(True)
+        )}  # fmt: skip
+        assert list(text.values()) == ["0.25", "2.0", "7", "True"]
+        assert float(text[np.float64(0.25)]) == 0.25
+    finally:
+        InteractiveShell.clear_instance()

@@ -15,6 +15,7 @@ drops; see BUILD-NOTES.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -73,3 +74,30 @@ def setup_plotly() -> None:
     pio.templates.default = TEMPLATE
     pio.renderers[RENDERER] = BookRenderer()
     pio.renderers.default = RENDERER
+
+
+def _plain_number(value: Any, printer: Any, cycle: bool) -> None:
+    printer.text(repr(value.item()))
+
+
+def setup_display() -> None:
+    """Show NumPy scalars as plain numbers in a kernel (idempotent; no-op outside IPython).
+
+    NumPy 2 prints ``np.float64(0.25)``; ``myst_nb.glue`` stores that text, and a formatted glue
+    role (``{glue:text}`key:.2f` ``) can then not read it back as a number. With this, a glued
+    NumPy scalar behaves like the Python number it holds.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython ships with ipykernel
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    import numpy as np
+
+    plain = shell.display_formatter.formatters["text/plain"]
+    # concrete types: IPython's printer looks the exact type up before the abstract ones
+    scalars = {np.dtype(code).type for code in np.typecodes["AllInteger"] + "efdg?"}
+    for scalar in scalars:
+        plain.for_type(scalar, _plain_number)
