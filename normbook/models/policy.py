@@ -26,7 +26,7 @@ order. Model-level norm names (issue "Models", PAPERS.md):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 import torch.nn as nn
@@ -100,6 +100,34 @@ class ResidualBlock(nn.Module):
 
     def branch_weights(self) -> list[nn.Module]:
         raise NotImplementedError
+
+
+def add_stages(
+    model: nn.Module,
+    in_channels: int,
+    widths: Sequence[int],
+    blocks_per_stage: Sequence[int],
+    make_block: Callable[[int, int, int, int], ResidualBlock],
+) -> tuple[int, list[nn.Module]]:
+    """Add the residual stages ``layer1``, ``layer2``, ... to ``model`` (He et al. 2016 layout).
+
+    Stage ``s`` has ``blocks_per_stage[s]`` blocks of width ``widths[s]``; the first block of
+    every stage but the first has stride 2. ``make_block(in_channels, width, stride,
+    block_index)`` builds a block (``block_index`` counts from 1 over the whole net, as MimicNorm's
+    residual scales 1.2^L/k need) with ``out_channels`` and ``acts``. Returns the last stage's
+    output channels and every block's activation modules in forward order.
+    """
+    channels, block_index, acts = in_channels, 0, []
+    for stage, (width, n) in enumerate(zip(widths, blocks_per_stage, strict=True), start=1):
+        blocks = []
+        for i in range(n):
+            block_index += 1
+            block = make_block(channels, width, 2 if stage > 1 and i == 0 else 1, block_index)
+            blocks.append(block)
+            acts += block.acts
+            channels = block.out_channels
+        model.add_module(f"layer{stage}", nn.Sequential(*blocks))
+    return channels, acts
 
 
 class NormPolicy:
@@ -381,6 +409,7 @@ def check_depth(depth: object, family: str, step: int, offset: int = 2) -> int:
 
 
 __all__ = [
+    "add_stages",
     "INITS",
     "MODEL_ACTS",
     "MODEL_NORMS",

@@ -73,6 +73,7 @@ from normbook.models.policy import (
     MODEL_NORMS,
     NormPolicy,
     ResidualBlock,
+    add_stages,
     check_depth,
     check_int_option,
     stage_widths,
@@ -305,25 +306,16 @@ class CifarResNet(nn.Module):
         )
         self.stem = stem.sequential()
         acts = list(stem.acts)
-        channels, block_index = widths[0], 0
-        for stage, width in enumerate(widths, start=1):
-            blocks = []
-            for i in range(n):
-                block_index += 1
-                stride = 2 if stage > 1 and i == 0 else 1
-                block = CifarResidualBlock(
-                    policy,
-                    channels,
-                    width,
-                    stride,
-                    bottleneck=bottleneck,
-                    order=order,
-                    block_index=block_index,
-                )
-                blocks.append(block)
-                acts += block.acts
-                channels = block.out_channels
-            self.add_module(f"layer{stage}", nn.Sequential(*blocks))
+        channels, block_acts = add_stages(
+            self,
+            widths[0],
+            widths,
+            [n] * len(widths),
+            lambda c, w, stride, k: CifarResidualBlock(
+                policy, c, w, stride, bottleneck=bottleneck, order=order, block_index=k
+            ),
+        )
+        acts += block_acts
         final = LayerSequence(policy, channels).build(_FINAL[order])
         self.final = final.sequential()
         acts += final.acts

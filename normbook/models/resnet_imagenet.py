@@ -51,7 +51,13 @@ import torch
 import torch.nn as nn
 
 from normbook.layers import ResidualScale, mimic_residual_init
-from normbook.models.policy import NormPolicy, ResidualBlock, check_int_option, stage_widths
+from normbook.models.policy import (
+    NormPolicy,
+    ResidualBlock,
+    add_stages,
+    check_int_option,
+    stage_widths,
+)
 from normbook.models.registry import ModelInfo, register_model
 from normbook.models.resnet_cifar import (
     _FINAL,
@@ -215,27 +221,16 @@ class ResNet(nn.Module):
             stem_layers.add("pool", nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
         self.stem = stem_layers.sequential()
         acts = list(stem_layers.acts)
-        channels, block_index = widths[0], 0
-        last_block: ResNetBlock | None = None
-        for stage, (width, n_blocks) in enumerate(zip(widths, blocks_per_stage, strict=True), 1):
-            blocks = []
-            for i in range(n_blocks):
-                block_index += 1
-                stride = 2 if stage > 1 and i == 0 else 1
-                last_block = ResNetBlock(
-                    policy,
-                    channels,
-                    width,
-                    stride,
-                    bottleneck=bottleneck,
-                    block_index=block_index,
-                    order=unit,
-                )
-                blocks.append(last_block)
-                acts += last_block.acts
-                channels = last_block.out_channels
-            self.add_module(f"layer{stage}", nn.Sequential(*blocks))
-        assert last_block is not None
+        channels, block_acts = add_stages(
+            self,
+            widths[0],
+            widths,
+            blocks_per_stage,
+            lambda c, w, stride, k: ResNetBlock(
+                policy, c, w, stride, bottleneck=bottleneck, block_index=k, order=unit
+            ),
+        )
+        acts += block_acts
         final = LayerSequence(policy, channels).build(_FINAL[unit])  # IC-F3's last-unit rule
         self.final = final.sequential()
         acts += final.acts

@@ -41,7 +41,13 @@ import torch
 import torch.nn as nn
 
 from normbook.layers import create_act_layer
-from normbook.models.policy import NormPolicy, ResidualBlock, check_depth, check_int_option
+from normbook.models.policy import (
+    NormPolicy,
+    ResidualBlock,
+    add_stages,
+    check_depth,
+    check_int_option,
+)
 from normbook.models.registry import ModelInfo, register_model
 
 FAMILY = "wrn"
@@ -160,17 +166,13 @@ class WideResNet(nn.Module):
         self.conv1 = policy.conv(in_channels, STEM_WIDTH, 3)
         # DBN-T2: the one DBN module "before the first residual block" (family-local rule, see doc)
         self.stem_norm = policy.norm(STEM_WIDTH) if norm in STEM_NORM_NORMS else nn.Identity()
-        channels, block_index, acts = STEM_WIDTH, 0, []
-        for stage, width in enumerate(self.widths, start=1):
-            blocks = []
-            for i in range(n):
-                block_index += 1
-                stride = 2 if stage > 1 and i == 0 else 1
-                block = WideBasicBlock(policy, channels, width, stride, dropout, block_index)
-                blocks.append(block)
-                acts += block.acts
-                channels = width
-            self.add_module(f"layer{stage}", nn.Sequential(*blocks))
+        channels, acts = add_stages(
+            self,
+            STEM_WIDTH,
+            self.widths,
+            [n] * len(self.widths),
+            lambda c, w, stride, k: WideBasicBlock(policy, c, w, stride, dropout, k),
+        )
         final_act = _path_act(policy)
         self.final = _sequential(
             [("bias", policy.scalar_bias()), ("norm", policy.norm(channels)), ("act", final_act)]
