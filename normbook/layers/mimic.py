@@ -14,12 +14,14 @@ from normbook.layers.batchnorm import check_bn_args
 from normbook.layers.factory import register_norm_layer
 
 
-def _conv_modules(module: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(qualified name, module) of every non-transposed Conv1d/2d/3d (weight = out × in/groups × k…)."""
+def _conv_modules(module: nn.Module, linear: bool = False) -> list[tuple[str, nn.Module]]:
+    """(qualified name, module) of every non-transposed Conv1d/2d/3d (weight = out × in/groups × k…),
+    and of every ``nn.Linear`` (weight = out × in) when ``linear``."""
     return [
         (name, m)
         for name, m in module.named_modules()
-        if isinstance(m, nn.modules.conv._ConvNd) and not m.transposed
+        if (isinstance(m, nn.modules.conv._ConvNd) and not m.transposed)
+        or (linear and isinstance(m, nn.Linear))
     ]
 
 
@@ -28,18 +30,20 @@ def _filter_fan_in(weight: torch.Tensor) -> int:
     return weight[0].numel()
 
 
-def weight_mean_(module: nn.Module, min_fan_in: int = 50) -> list[str]:
+def weight_mean_(module: nn.Module, min_fan_in: int = 50, *, linear: bool = False) -> list[str]:
     """Subtract each conv filter's mean over (in, k…) in place (MimicNorm weight mean, MN-TH3).
 
     Rule of the official code (PAPERS.md MN): only convs whose per-filter fan-in
     in·kh·kw/groups (= ``weight[0].numel()``) is strictly greater than ``min_fan_in``; this skips
-    the RGB stem (3·3·3 = 27), depthwise convs and small 1×1 convs. Linear layers are excluded.
-    Gradients are not touched. Returns the qualified names of the convs it changed.
+    the RGB stem (3·3·3 = 27), depthwise convs and small 1×1 convs. Linear layers are excluded
+    unless ``linear=True`` (fully connected nets, the setting of MN-TH3's derivation: each row of
+    the weight matrix loses its mean, with the same fan-in rule). Gradients are not touched.
+    Returns the qualified names of the layers it changed.
     """
     check_positive_int(min_fan_in, "min_fan_in", minimum=0)
     touched = []
     with torch.no_grad():
-        for name, conv in _conv_modules(module):
+        for name, conv in _conv_modules(module, linear):
             w = conv.weight
             if _filter_fan_in(w) > min_fan_in:
                 w.sub_(w.mean(dim=tuple(range(1, w.dim())), keepdim=True))
@@ -54,15 +58,16 @@ class WeightMean:
     ``optimizer.step()``; :func:`attach_weight_mean` registers it as an optimizer post-step hook.
     """
 
-    def __init__(self, module: nn.Module, min_fan_in: int = 50) -> None:
+    def __init__(self, module: nn.Module, min_fan_in: int = 50, *, linear: bool = False) -> None:
         if not isinstance(module, nn.Module):
             raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")
         self.module = module
         self.min_fan_in = check_positive_int(min_fan_in, "min_fan_in", minimum=0)
+        self.linear = bool(linear)
 
     def __call__(self, *_args: object, **_kwargs: object) -> list[str]:
         """Apply the projection now (extra arguments, e.g. from an optimizer hook, are ignored)."""
-        return weight_mean_(self.module, self.min_fan_in)
+        return weight_mean_(self.module, self.min_fan_in, linear=self.linear)
 
     def on_step_end(self, state: object) -> None:
         """Training-loop callback: project after the optimizer step (``state`` is unused)."""
@@ -84,8 +89,9 @@ def attach_weight_mean(
     return optimizer.register_step_post_hook(projection)
 
 
-def mimic_init_(module: nn.Module, gain: float = 2.0) -> list[str]:
-    """Initialise every conv weight from N(0, gain/fan_in), biases to zero (MimicNorm init).
+def mimic_init_(module: nn.Module, gain: float = 2.0, *, linear: bool = False) -> list[str]:
+    """Initialise every conv weight (and linear weight when ``linear``) from N(0, gain/fan_in),
+    biases to zero (MimicNorm init).
 
     ``gain=2`` is He's; the official VGG code uses 2.8, close to the weight-mean stable value
     σ_w² = 2π/(π−1) ≈ 2.93 derived in PAPERS.md MN (arc-cosine kernel). Returns the names touched.
@@ -94,7 +100,7 @@ def mimic_init_(module: nn.Module, gain: float = 2.0) -> list[str]:
         raise ValueError(f"gain must be a positive float, got {gain!r}")
     names = []
     with torch.no_grad():
-        for name, conv in _conv_modules(module):
+        for name, conv in _conv_modules(module, linear):
             conv.weight.normal_(0.0, math.sqrt(gain / _filter_fan_in(conv.weight)))
             if conv.bias is not None:
                 conv.bias.zero_()

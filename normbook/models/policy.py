@@ -301,19 +301,23 @@ class NormPolicy:
         return LastBatchNorm(num_classes) if self.last_bn else nn.Identity()
 
     # -- initialisation -------------------------------------------------------------------------
-    def initialize(self, model: nn.Module, *, mimic_gain: float = 2.0) -> nn.Module:
+    def initialize(
+        self, model: nn.Module, *, mimic_gain: float = 2.0, mimic_linear: bool = False
+    ) -> nn.Module:
         """Initialise ``model``'s weight layers as the policy's paper says; returns ``model``.
 
         he: Kaiming normal (fan_out, fb.resnet.torch's MSR) for convs, torch default for linear
         layers; xavier: Xavier normal, zero biases; mimic: N(0, gain/fan_in) convs (MimicNorm; VGG
-        uses ``mimic_gain=2.8``); fixup: :func:`fixup_init_`. Norm layers keep γ=1, β=0.
+        uses ``mimic_gain=2.8``; ``mimic_linear=True`` extends the init and the weight mean to linear
+        layers, for fully connected nets); fixup: :func:`fixup_init_`. Norm layers keep γ=1, β=0.
         """
         if self.weight_mean:  # MimicNorm: weight mean at init and after every step
             model.weight_mean_min_fan_in = WEIGHT_MEAN_MIN_FAN_IN
+            model.weight_mean_linear = mimic_linear
         if self.init == "mimic":
-            mimic_init_(model, gain=mimic_gain)
+            mimic_init_(model, gain=mimic_gain, linear=mimic_linear)
             if self.weight_mean:
-                weight_mean_(model, WEIGHT_MEAN_MIN_FAN_IN)
+                weight_mean_(model, WEIGHT_MEAN_MIN_FAN_IN, linear=mimic_linear)
             return model
         for module in model.modules():
             if isinstance(module, nn.Conv2d):
@@ -330,7 +334,7 @@ class NormPolicy:
         if self.init == "fixup":
             fixup_init_(model)
         if self.weight_mean:
-            weight_mean_(model, WEIGHT_MEAN_MIN_FAN_IN)
+            weight_mean_(model, WEIGHT_MEAN_MIN_FAN_IN, linear=mimic_linear)
         return model
 
 
@@ -339,7 +343,9 @@ def training_callbacks(model: nn.Module) -> list[WeightMean]:
     optimizer step for models built with ``norm="mimic"`` (unwraps DDP's ``.module``)."""
     inner = getattr(model, "module", model)
     min_fan_in = getattr(inner, "weight_mean_min_fan_in", None)
-    return [WeightMean(inner, min_fan_in)] if min_fan_in is not None else []
+    if min_fan_in is None:
+        return []
+    return [WeightMean(inner, min_fan_in, linear=getattr(inner, "weight_mean_linear", False))]
 
 
 def residual_blocks(model: nn.Module) -> list[ResidualBlock]:
