@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from normbook.data import load_dataset
+from normbook.layers import NonFiniteInputError
 from normbook.train import (
     History,
     LRMultiplier,
@@ -313,6 +314,24 @@ def test_layer_error_after_blow_up_counts_as_divergence(digits_small):
     history = fit(model, digits_small, config, progress=False)
     assert history.diverged
     assert "ValueError" in history.diverged_reason
+
+
+class FailsInEval(torch.nn.Module):
+    """Refuses its input in evaluation mode only, as DBN does when its running whitening has
+    blown up while every training step was still finite."""
+
+    def forward(self, x):
+        if not self.training:
+            raise NonFiniteInputError("FailsInEval: input contains NaN or Inf")
+        return x
+
+
+def test_non_finite_activations_in_evaluation_count_as_divergence(digits_small):
+    set_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 16), FailsInEval(), torch.nn.Linear(16, 10))
+    history = fit(model, digits_small, TrainConfig(epochs=3), progress=False)
+    assert history.diverged and "in evaluation" in history.diverged_reason
+    assert history.epoch == []  # the epoch was not evaluated, so it is not in the curves
 
 
 def test_unrelated_error_is_raised(digits_small):

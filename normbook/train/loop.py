@@ -426,8 +426,14 @@ class _Run:
             s.in_epoch = False
             return
         evaluate_now = s.epoch % cfg.eval_every == 0 or s.epoch == cfg.epochs
-        test = self.evaluate("test") if evaluate_now else (None, None)
-        val = self.evaluate("val") if evaluate_now and "val" in self.data.splits else (None, None)
+        try:
+            test = self.evaluate("test") if evaluate_now else (None, None)
+            val = self.evaluate("val") if evaluate_now and "val" in self.data.splits else (None, None)
+        except NonFiniteInputError as err:  # trained, but its running statistics blew up
+            reason = f"non-finite activations in evaluation; {type(err).__name__}: {err}"
+            s.history.mark_diverged(s.epoch, reason)
+            s.in_epoch = False
+            return
         s.history.append_epoch(
             epoch=s.epoch,
             train_loss=loss_sum / self.steps,

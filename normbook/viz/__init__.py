@@ -4,16 +4,26 @@ Importing :mod:`normbook.viz` selects the book's plotly renderer and theme, and 
 shows NumPy scalars as plain numbers so that glued values format.
 """
 
-from normbook.viz.figures import slider_figure
+from normbook.viz.figures import bar_figure, slider_figure
 from normbook.viz.panels import LivePanel, live_panel, select_slider
 from normbook.viz.render import BookRenderer, setup_display, setup_plotly
-from normbook.viz.tables import html_table, reproduction_table, results_frame, results_table
+from normbook.viz.tables import (
+    grid_table,
+    html_table,
+    leaderboard_table,
+    reproduction_table,
+    results_frame,
+    results_table,
+)
 
 setup_plotly()
 setup_display()
 
 __all__ = [
     "BookRenderer",
+    "bar_figure",
+    "grid_table",
+    "leaderboard_table",
     "LivePanel",
     "live_panel",
     "results_frame",

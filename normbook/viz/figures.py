@@ -12,6 +12,22 @@ from collections.abc import Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
+# twelve distinguishable colours: the synthesis part draws up to twelve methods in one figure
+COLORWAY: tuple[str, ...] = (
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#9467bd",
+    "#ff7f0e",
+    "#17becf",
+    "#8c564b",
+    "#e377c2",
+    "#bcbd22",
+    "#7f7f7f",
+    "#000000",
+    "#aec7e8",
+)
+
 
 def _hex_to_rgba(color: str, alpha: float) -> str:
     color = color.lstrip("#")
@@ -61,16 +77,7 @@ def slider_figure(
         raise ValueError("slider_figure needs a non-empty table")
     slider_values = sorted(table[slider].unique().tolist()) if slider else [None]
     trace_values = sorted(table[trace].unique().tolist(), key=str) if trace else [None]
-    colorway = [
-        "#1f77b4",
-        "#d62728",
-        "#2ca02c",
-        "#9467bd",
-        "#ff7f0e",
-        "#17becf",
-        "#8c564b",
-        "#e377c2",
-    ]
+    colorway = COLORWAY
 
     def frame_traces(slider_value: object) -> list[go.Scatter]:
         rows = table if slider is None else table[table[slider] == slider_value]
@@ -152,6 +159,54 @@ def slider_figure(
             }
         ],
     )
+    if y_range is not None:
+        figure.update_yaxes(range=list(y_range))
+    return figure
+
+
+def bar_figure(
+    table: pd.DataFrame,
+    *,
+    x: str,
+    y: str,
+    std: str | None = None,
+    color: str | None = None,
+    title: str = "",
+    x_title: str | None = None,
+    y_title: str | None = None,
+    reference: float | None = None,
+    reference_label: str = "",
+    y_range: Sequence[float] | None = None,
+) -> go.Figure:
+    """Bars of ``y`` per ``x`` (one row each, in the table's order), with ±``std`` error bars;
+    ``color`` (a boolean column) splits them into two legend groups; ``reference`` draws a
+    dashed horizontal line (chance, or the ratio 1 of BN)."""
+    _require_columns(table, [x, y, std, color])
+    if table.empty:
+        raise ValueError("bar_figure needs a non-empty table")
+    groups = [(None, table)] if color is None else list(table.groupby(color, sort=False))
+    figure = go.Figure()
+    for index, (value, part) in enumerate(groups):
+        figure.add_trace(
+            go.Bar(
+                x=part[x].tolist(),
+                y=part[y].tolist(),
+                error_y=None if std is None else {"type": "data", "array": part[std].tolist()},
+                name=y if value is None else f"{color}: {_format_value(value)}",
+                marker={"color": COLORWAY[index % len(COLORWAY)]},
+                showlegend=value is not None,
+            )
+        )
+    figure.update_layout(
+        title=title,
+        xaxis={"title": x_title or x, "categoryorder": "array", "categoryarray": table[x].tolist()},
+        yaxis={"title": y_title or y},
+        barmode="overlay",
+    )
+    if reference is not None:
+        figure.add_hline(
+            y=reference, line_dash="dash", line_color="#555", annotation_text=reference_label
+        )
     if y_range is not None:
         figure.update_yaxes(range=list(y_range))
     return figure

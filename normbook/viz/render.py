@@ -21,6 +21,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.io._base_renderers import MimetypeRenderer
 
+from normbook.viz.figures import COLORWAY
+
 RENDERER = "normbook"
 TEMPLATE = "normbook"
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
@@ -55,16 +57,7 @@ def _house_template() -> go.layout.Template:
     template.layout.font = {"family": "Helvetica, Arial, sans-serif", "size": 13}
     template.layout.margin = {"l": 60, "r": 20, "t": 60, "b": 55}
     template.layout.legend = {"bgcolor": "rgba(255,255,255,0.6)"}
-    template.layout.colorway = [
-        "#1f77b4",
-        "#d62728",
-        "#2ca02c",
-        "#9467bd",
-        "#ff7f0e",
-        "#17becf",
-        "#8c564b",
-        "#e377c2",
-    ]
+    template.layout.colorway = list(COLORWAY)
     return template
 
 

@@ -159,3 +159,65 @@ def reproduction_table(
         "estimate from",
     ]
     return html_table(header, rows, code_columns=(0, len(header) - 1))
+
+
+def _percent(mean: float, std: float | None = None) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "—"
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return f"{100 * mean:.1f}"
+    return f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
+def _lr(value: Any) -> str:
+    return (
+        "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:g}"
+    )
+
+
+def leaderboard_table(board: pd.DataFrame) -> HTML:
+    """The synthesis leaderboard (:func:`normbook.analysis.synthesis.leaderboard`) as HTML: rank,
+    method, the validation-chosen learning rate, validation and test accuracy (%, mean ± std over
+    n seeds), diverged seeds, and the rate a test-set choice would have picked."""
+    header = [
+        "rank",
+        "method",
+        "lr (chosen on val)",
+        "val acc (%)",
+        "test acc (%)",
+        "seeds",
+        "diverged",
+        "lr a test-set choice picks",
+    ]
+    rows = [
+        (
+            rank,
+            row.name,
+            _lr(row.lr),
+            _percent(row.val_mean, row.val_std),
+            _percent(row.test_mean, row.test_std),
+            int(row.n),
+            int(row.n_diverged),
+            _lr(row.lr_if_test),
+        )
+        for rank, row in enumerate(board.itertuples(index=False), start=1)
+    ]
+    return html_table(header, rows)
+
+
+def grid_table(table: pd.DataFrame, knob: str, label: str) -> HTML:
+    """A method × ``knob`` table of test accuracy (%, mean ± std at the validation-chosen rate,
+    from :func:`normbook.analysis.synthesis.accuracy_by`), one row per method."""
+    values = sorted(table[knob].unique())
+    header = ["method", *(f"{label} {v:g}" for v in values)]
+    rows = []
+    for method, group in table.groupby("method", sort=False):
+        by_value = group.set_index(knob)
+        cells = [
+            _percent(by_value.loc[v, "test_mean"], by_value.loc[v, "test_std"])
+            if v in by_value.index
+            else "not run"
+            for v in values
+        ]
+        rows.append((group["name"].iloc[0] if "name" in group else method, *cells))
+    return html_table(header, rows)
