@@ -428,7 +428,9 @@ class _Run:
         evaluate_now = s.epoch % cfg.eval_every == 0 or s.epoch == cfg.epochs
         try:
             test = self.evaluate("test") if evaluate_now else (None, None)
-            val = self.evaluate("val") if evaluate_now and "val" in self.data.splits else (None, None)
+            val = (
+                self.evaluate("val") if evaluate_now and "val" in self.data.splits else (None, None)
+            )
         except NonFiniteInputError as err:  # trained, but its running statistics blew up
             reason = f"non-finite activations in evaluation; {type(err).__name__}: {err}"
             s.history.mark_diverged(s.epoch, reason)
