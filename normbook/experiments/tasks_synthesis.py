@@ -62,16 +62,16 @@ METHODS: dict[str, dict[str, Any]] = {
 METHOD_NAMES: dict[str, str] = {
     "none": "no normalization",
     "bn": "BatchNorm",
-    "dbn-g4": "DBN, ZCA, groups of 4",
-    "dbn-g16": "DBN, ZCA, groups of 16",
-    "dbn-newton-g16": "DBN, Newton (T=5), groups of 16",
+    "dbn-g4": "DBN (ZCA, groups of 4)",
+    "dbn-g16": "DBN (ZCA, groups of 16)",
+    "dbn-newton-g16": "DBN (Newton T=5, groups of 16)",
     "ic": "IC layer (BN + Dropout 0.05)",
     "mimic": "MimicNorm",
     "normprop2": "NormProp2",
     "normprop3": "NormProp3",
     "bn-crelu": "BatchNorm + CReLU",
     "normprop2-crelu": "NormProp2 + CReLU",
-    "fixup": "Fixup (no normalization)",
+    "fixup": "Fixup (no normalization layer)",
 }
 BATCH_FREE = ("none", "normprop2", "normprop3", "normprop2-crelu", "fixup")  # no batch statistics
 _TASK_KEYS = frozenset({"method", "lr_reference_batch"})
