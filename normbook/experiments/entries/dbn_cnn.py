@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from normbook.experiments.recipes import HE_CIFAR_TRAIN
 from normbook.experiments.registry import register
 from normbook.experiments.spec import Experiment, Reported, ScaleSpec, deep_merge
 
@@ -234,17 +235,7 @@ _RESNET_FULL = {
     "task": "classify",
     "model": {"name": "resnet_cifar", "depth": 20, "act": "relu", "in_channels": 3},
     "data": {"name": "cifar10"},
-    "train": {
-        "epochs": 160,
-        "batch_size": 128,
-        "optimizer": "sgd",
-        "lr": 0.1,
-        "momentum": 0.9,
-        "weight_decay": 1e-4,
-        "schedule": "multistep",
-        "milestones": [80, 120],
-        "gamma": 0.1,
-    },
+    "train": HE_CIFAR_TRAIN,
 }
 _RESNET_SMALL = deep_merge(
     _RESNET_FULL,

@@ -21,6 +21,7 @@ protocol: ResNet-56 and VGG16 on CIFAR-10/100 with 5 000 training images held ou
 from __future__ import annotations
 
 import normbook.experiments.tasks_synthesis  # noqa: F401  (registers the tasks)
+from normbook.experiments.recipes import HE_CIFAR_TRAIN
 from normbook.experiments.registry import register
 from normbook.experiments.spec import Experiment, ScaleSpec, deep_merge
 from normbook.experiments.tasks_synthesis import COST_TASK, SYNTHESIS_TASK, methods_for
@@ -69,18 +70,7 @@ _MLP = {
 _SMOKE_TRAIN = {"train": {"epochs": 2, "milestones": [1]}}
 
 # -- full: CIFAR ----------------------------------------------------------------------------------
-_FULL_TRAIN = {
-    "epochs": 160,
-    "batch_size": 128,
-    "optimizer": "sgd",
-    "lr": 0.1,
-    "momentum": 0.9,
-    "weight_decay": 1e-4,
-    "schedule": "multistep",
-    "milestones": [80, 120],
-    "gamma": 0.1,
-    "augment": True,
-}
+_FULL_TRAIN = HE_CIFAR_TRAIN
 _RESNET56 = {
     "task": SYNTHESIS_TASK,
     "method": "bn",
