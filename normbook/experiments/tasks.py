@@ -217,3 +217,29 @@ def classify(
         "metrics": classification_metrics({**history.final_metrics(), **extras}),
         "info": {"data": {k: v for k, v in data.info().items() if k not in PRIVATE_KEYS}},
     }
+
+
+def register_classify_variant(
+    name: str, to_classify: Callable[[Mapping[str, Any]], dict[str, Any]]
+) -> TaskFn:
+    """Register task ``name`` that runs ``classify`` on ``to_classify(config)``: a task whose
+    knobs (``unit``, ``method``, ...) only rewrite the configuration. Its validator is
+    :func:`validate_classify` of the rewritten configuration; returns the task function."""
+
+    def validate(config: Mapping[str, Any]) -> None:
+        validate_classify(to_classify(config))
+
+    def task(
+        config: Mapping[str, Any],
+        *,
+        seed: int,
+        device: torch.device,
+        run_dir: Path | None,
+        progress: bool | None = None,
+    ) -> dict[str, Any]:
+        return classify(
+            to_classify(config), seed=seed, device=device, run_dir=run_dir, progress=progress
+        )
+
+    task.__doc__ = f"``classify`` on the configuration :func:`{to_classify.__qualname__}` makes."
+    return register_task(name, validate=validate)(task)

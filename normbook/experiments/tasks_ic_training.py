@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -29,7 +28,7 @@ import torch
 
 from normbook.experiments.measures import register_measure
 from normbook.experiments.spec import ConfigError
-from normbook.experiments.tasks import CLASSIFY_KEYS, classify, register_task, validate_classify
+from normbook.experiments.tasks import CLASSIFY_KEYS, register_classify_variant
 
 IC_UNITS_TASK = "ic-units"
 UNITS: tuple[str, ...] = ("baseline", "relu-ic-conv", "ic-conv-relu", "conv-relu-ic")
@@ -89,25 +88,7 @@ def classify_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def validate_ic_units(config: Mapping[str, Any]) -> None:
-    """The ``classify`` checks on the configuration the task runs."""
-    validate_classify(classify_config(config))
-
-
-@register_task(IC_UNITS_TASK, validate=validate_ic_units)
-def ic_units(
-    config: Mapping[str, Any],
-    *,
-    seed: int,
-    device: torch.device,
-    run_dir: Path | None,
-    progress: bool | None = None,
-) -> dict[str, Any]:
-    """``classify`` with the unit's norm and dropout (whose metrics hold the final measurement
-    values)."""
-    return classify(
-        classify_config(config), seed=seed, device=device, run_dir=run_dir, progress=progress
-    )
+ic_units = register_classify_variant(IC_UNITS_TASK, classify_config)
 
 
 # -- measurements ---------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from normbook.experiments.tasks import (
     CLASSIFY_KEYS,
     _named,
     _section,
-    classify,
+    register_classify_variant,
     register_task,
     train_config,
     validate_classify,
@@ -160,24 +160,7 @@ def classify_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def validate_synthesis(config: Mapping[str, Any]) -> None:
-    """The ``classify`` checks on the configuration the task runs."""
-    validate_classify(classify_config(config))
-
-
-@register_task(SYNTHESIS_TASK, validate=validate_synthesis)
-def synthesis(
-    config: Mapping[str, Any],
-    *,
-    seed: int,
-    device: torch.device,
-    run_dir: Path | None,
-    progress: bool | None = None,
-) -> dict[str, Any]:
-    """``classify`` with the method's normalization (and the batch-scaled learning rate)."""
-    return classify(
-        classify_config(config), seed=seed, device=device, run_dir=run_dir, progress=progress
-    )
+synthesis = register_classify_variant(SYNTHESIS_TASK, classify_config)
 
 
 # -- cost: time per step and activation memory ----------------------------------------------------
