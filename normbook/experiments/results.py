@@ -271,6 +271,36 @@ def curve_stats(
     return out.reset_index()
 
 
+def profile_stats(
+    runs: Sequence[tuple[Mapping[str, Any], Mapping[str, Sequence[Any]]]],
+    knobs: Sequence[str],
+    x: str,
+    fields: Sequence[str],
+) -> pd.DataFrame:
+    """Mean, std and n over seeds of per-layer (or per-block, per-depth) history fields.
+
+    Like :func:`curve_stats` with ``x`` (``layer``, ``block``, ...) in place of ``epoch``: one row
+    per point × value of ``x`` with ``<field>_mean``, ``<field>_std``, ``<field>_n`` for each of
+    ``fields`` present in the histories (None counts as missing), grouped with ``stale`` too when
+    the points carry it. No rows: an empty table with the knobs and ``x``.
+    """
+    rows = [
+        {**point, x: value, **{f: history[f][i] for f in fields if f in history}}
+        for point, history in runs
+        for i, value in enumerate(history[x])
+    ]
+    if not rows:
+        return pd.DataFrame(columns=[*knobs, x])
+    frame = pd.DataFrame(rows)
+    present = [f for f in fields if f in frame.columns]
+    frame[present] = frame[present].apply(pd.to_numeric, errors="coerce")
+    group_keys = [*knobs, x, *(["stale"] if "stale" in frame.columns else [])]
+    grouped = frame.groupby(group_keys, sort=False, dropna=False)[present]
+    out = grouped.agg(["mean", "std", "count"])
+    out.columns = [f"{f}_{'n' if s == 'count' else s}" for f, s in out.columns]
+    return out.reset_index()
+
+
 def cache_status(entry: Experiment, scale: str, root: str | os.PathLike | None = None) -> str:
     """``"<fresh records>/<points × seeds>"`` of ``entry`` at ``scale`` (``"-"`` if the scale is
     not declared), with ``!`` appended when some records there are stale."""

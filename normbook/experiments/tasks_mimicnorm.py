@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 
 from normbook.experiments.live import point_config
+from normbook.experiments.results import profile_stats
 from normbook.experiments.spec import ConfigError
 from normbook.experiments.tasks import register_task
 
@@ -261,21 +262,7 @@ def profile_table(
     """Long table over (point, layer or depth): ``<field>_mean``, ``<field>_std``, ``<field>_n``
     over seeds for each per-layer field, from ``(point, history)`` pairs."""
     x, fields = _x_field(task)
-    rows = [
-        {**point, x: value, **{f: history[f][i] for f in fields if f in history}}
-        for point, history in runs
-        for i, value in enumerate(history[x])
-    ]
-    if not rows:
-        return pd.DataFrame(columns=[*knobs, x])
-    frame = pd.DataFrame(rows)
-    present = [f for f in fields if f in frame.columns]
-    frame[present] = frame[present].apply(pd.to_numeric, errors="coerce")
-    group_keys = [*knobs, x, *(["stale"] if "stale" in frame.columns else [])]
-    grouped = frame.groupby(group_keys, sort=False, dropna=False)[present]
-    out = grouped.agg(["mean", "std", "count"])
-    out.columns = [f"{f}_{'n' if s == 'count' else s}" for f, s in out.columns]
-    return out.reset_index()
+    return profile_stats(runs, knobs, x, fields)
 
 
 def _records_by_point(

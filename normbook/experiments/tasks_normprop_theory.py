@@ -33,7 +33,7 @@ import torch.nn as nn
 
 from normbook.experiments.live import point_config
 from normbook.experiments.measures import register_measure
-from normbook.experiments.results import stored_runs
+from normbook.experiments.results import profile_stats, stored_runs
 from normbook.experiments.spec import ConfigError
 from normbook.experiments.tasks import register_task
 
@@ -293,19 +293,7 @@ def profile_table(
     """Long table over (point, layer or block): ``<field>_mean``, ``<field>_std``, ``<field>_n``
     over seeds, from ``(point, history)`` pairs (plus ``stale`` when the points carry it)."""
     x, fields = _task_fields(task)
-    rows = [
-        {**point, x: value, **{f: history[f][i] for f in fields if f in history}}
-        for point, history in runs
-        for i, value in enumerate(history[x])
-    ]
-    if not rows:
-        return pd.DataFrame(columns=[*knobs, x])
-    frame = pd.DataFrame(rows)
-    present = [f for f in fields if f in frame.columns]
-    group_keys = [*knobs, x, *(["stale"] if "stale" in frame.columns else [])]
-    out = frame.groupby(group_keys, sort=False, dropna=False)[present].agg(["mean", "std", "count"])
-    out.columns = [f"{f}_{'n' if s == 'count' else s}" for f, s in out.columns]
-    return out.reset_index()
+    return profile_stats(runs, knobs, x, fields)
 
 
 def load_profiles(
